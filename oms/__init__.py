@@ -1,0 +1,1 @@
+"""OMS command line, settings and the wiring between the parts."""

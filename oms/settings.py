@@ -1,0 +1,176 @@
+"""The one typed settings object. Every address and knob is an ``OMS_``-prefixed environment variable.
+
+Production points these at real clusters; the defaults are the embedded services that ``oms up``
+starts on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from collections.abc import Mapping
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "OMS_"
+
+_HOST_PORT = re.compile(r"^[A-Za-z0-9.\-\[\]:]+:\d{1,5}$")
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+_TOPIC_PREFIX = re.compile(r"^[A-Za-z0-9._-]{0,60}$")
+LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
+
+
+class SettingsError(Exception):
+    """A setting has a wrong value. The message names the environment variable and what to do."""
+
+
+class Settings(BaseSettings):
+    """Effective configuration of one OMS process. Frozen: read once at start."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True, extra="ignore")
+
+    data_dir: Path = Field(
+        default=Path(".oms"), description="Where embedded services keep data, logs, jars and PID files."
+    )
+    tenant: str = Field(default="default", description="Tenant id stamped on every record.")
+
+    kafka_bootstrap: str = Field(
+        default="127.0.0.1:9092", description="Kafka bootstrap servers, comma-separated host:port."
+    )
+    kafka_version: str = Field(default="4.4.0", description="Apache Kafka version fetched from Maven Central.")
+    kafka_controller_port: int = Field(default=9093, ge=1, le=65535, description="Embedded KRaft controller.")
+    kafka_heap_mb: int = Field(default=512, ge=128, le=16384, description="Embedded broker JVM heap cap.")
+    topic_prefix: str = Field(default="", description="Prepended to every topic name (isolates test runs).")
+    partitions: int = Field(default=4, ge=1, le=1024, description="Partitions for topics we create.")
+    consumer_session_timeout_s: float = Field(default=10.0, ge=3.0, le=300.0)
+
+    redis_url: str = Field(default="redis://127.0.0.1:6379/0", description="Redis read model.")
+
+    clickhouse_url: str = Field(
+        default="", description="ClickHouse server over HTTP, e.g. http://host:8123. Empty: embedded chDB."
+    )
+    clickhouse_user: str = Field(default="default")
+    clickhouse_password: SecretStr = Field(default=SecretStr(""))
+    clickhouse_database: str = Field(default="oms", description="Database holding the OMS tables.")
+
+    worker_web_host: str = Field(default="127.0.0.1", description="faust worker web server bind address.")
+    worker_web_port: int = Field(default=6066, ge=1, le=65535)
+    sink_batch_rows: int = Field(default=5000, ge=1, le=1_000_000, description="Flush a sink batch at this size.")
+    sink_flush_seconds: float = Field(default=1.0, gt=0, le=60, description="...or at this age.")
+    log_level: Literal["debug", "info", "warning", "error"] = Field(default="info")
+
+    @field_validator("kafka_bootstrap")
+    @classmethod
+    def _bootstrap(cls, value: str) -> str:
+        servers = [s.strip() for s in value.split(",") if s.strip()]
+        if not servers or not all(_HOST_PORT.match(s) for s in servers):
+            raise ValueError(f"expected host:port[,host:port...], got {value!r}")
+        return ",".join(servers)
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis(cls, value: str) -> str:
+        if urlsplit(value).scheme not in {"redis", "rediss", "unix"}:
+            raise ValueError(f"expected a redis://host:port/db URL, got {value!r}")
+        return value
+
+    @field_validator("clickhouse_url")
+    @classmethod
+    def _clickhouse(cls, value: str) -> str:
+        if value and urlsplit(value).scheme not in {"http", "https"}:
+            raise ValueError(f"expected http(s)://host:port or empty for embedded chDB, got {value!r}")
+        return value.rstrip("/")
+
+    @field_validator("clickhouse_database", "tenant")
+    @classmethod
+    def _identifier(cls, value: str) -> str:
+        if not _IDENTIFIER.match(value):
+            raise ValueError(f"use letters, digits and _ (not starting with a digit), got {value!r}")
+        return value
+
+    @field_validator("topic_prefix")
+    @classmethod
+    def _prefix(cls, value: str) -> str:
+        if not _TOPIC_PREFIX.match(value):
+            raise ValueError(f"use letters, digits, '.', '_' or '-' (60 at most), got {value!r}")
+        return value
+
+    @cached_property
+    def data_path(self) -> Path:
+        """The data directory as an absolute path (relative settings resolve against the cwd)."""
+        return self.data_dir.expanduser().resolve()
+
+    @property
+    def kafka_is_local(self) -> bool:
+        return all(_host(s) in LOCAL_HOSTS for s in self.kafka_bootstrap.split(","))
+
+    @property
+    def kafka_port(self) -> int:
+        return int(self.kafka_bootstrap.split(",")[0].rsplit(":", 1)[1])
+
+    @property
+    def redis_is_local(self) -> bool:
+        return (urlsplit(self.redis_url).hostname or "") in LOCAL_HOSTS
+
+    @property
+    def redis_port(self) -> int:
+        return urlsplit(self.redis_url).port or 6379
+
+    @property
+    def clickhouse_embedded(self) -> bool:
+        return not self.clickhouse_url
+
+    def masked(self) -> dict[str, str]:
+        """Effective settings for display: secrets masked, also inside URLs."""
+        out: dict[str, str] = {}
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if isinstance(value, SecretStr):
+                text = "********" if value.get_secret_value() else ""
+            else:
+                text = _mask_url_password(str(value))
+            out[ENV_PREFIX + name.upper()] = text
+        return out
+
+
+def _host(server: str) -> str:
+    return server.rsplit(":", 1)[0]
+
+
+def _mask_url_password(text: str) -> str:
+    return re.sub(r"(://[^:/@]+:)[^@]+@", r"\1********@", text)
+
+
+def unknown_env_settings(environ: Mapping[str, str]) -> list[str]:
+    """OMS_ variables that match no setting: a typo would otherwise be silently ignored."""
+    known = {ENV_PREFIX + name.upper() for name in Settings.model_fields}
+    problems = []
+    for key in sorted(environ):
+        if key.startswith(ENV_PREFIX) and key not in known:
+            close = difflib.get_close_matches(key, sorted(known), n=1)
+            hint = f" Did you mean {close[0]}?" if close else ""
+            problems.append(f"{key} is not an OMS setting.{hint}")
+    return problems
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read settings from the environment; raise SettingsError naming each bad variable."""
+    problems = unknown_env_settings(os.environ)
+    settings: Settings | None = None
+    try:
+        settings = Settings(**overrides)
+    except ValidationError as exc:
+        for err in exc.errors():
+            var = ENV_PREFIX + ".".join(str(p) for p in err["loc"]).upper()
+            problems.append(f"{var}={err.get('input')!r}: {err['msg']}")
+    if problems or settings is None:
+        raise SettingsError(
+            "Invalid settings:\n  " + "\n  ".join(problems) + "\nFix the environment variable(s) and retry."
+        )
+    return settings
