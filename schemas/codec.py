@@ -1,0 +1,122 @@
+"""Avro encoding of our records, schemaless with the schema's identity in a 10-byte header.
+
+The framing is Avro's standard *single-object encoding*: ``C3 01`` then the 8-byte CRC-64-AVRO
+fingerprint of the writer schema (little endian), then the schemaless Avro body. A reader looks the
+fingerprint up among every ``.avsc`` we ship and resolves writer -> reader schema, so a consumer on an
+older or newer schema version keeps working (fields added with defaults, fields it does not know).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from typing import Any
+
+from fastavro import parse_schema, schemaless_reader, schemaless_writer
+from fastavro.schema import fingerprint, to_parsing_canonical_form
+
+MAGIC = b"\xc3\x01"
+HEADER_LEN = len(MAGIC) + 8
+_FILE = re.compile(r"^(?P<name>[a-z_]+)\.v(?P<version>\d+)\.avsc$")
+
+
+class CodecError(ValueError):
+    """Bytes that are not a record we can read: wrong framing, unknown schema, or a corrupt body."""
+
+
+@dataclass(frozen=True)
+class SchemaVersion:
+    """One ``.avsc`` file: logical name (file stem), version, parsed schema and its fingerprint."""
+
+    name: str
+    version: int
+    parsed: Any
+    fingerprint: bytes
+
+    @property
+    def label(self) -> str:
+        return f"{self.name}.v{self.version}"
+
+
+def schema_version(name: str, version: int, schema: dict[str, Any]) -> SchemaVersion:
+    """Build a SchemaVersion from a schema dict (used for our files, and by tests for future versions)."""
+    parsed = parse_schema(schema, _write_hint=False)
+    canonical = to_parsing_canonical_form(parsed)
+    return SchemaVersion(name, version, parsed, bytes.fromhex(fingerprint(canonical, "CRC-64-AVRO")))
+
+
+@cache
+def shipped_schemas() -> tuple[SchemaVersion, ...]:
+    """Every schema version in schemas/avro, the contract of the topics."""
+    out = []
+    for entry in resources.files("schemas").joinpath("avro").iterdir():
+        match = _FILE.match(entry.name)
+        if match:
+            schema = json.loads(entry.read_text(encoding="utf-8"))
+            out.append(schema_version(match["name"], int(match["version"]), schema))
+    return tuple(sorted(out, key=lambda s: (s.name, s.version)))
+
+
+def latest(name: str) -> SchemaVersion:
+    """The newest shipped version of a schema; writers use it."""
+    versions = [s for s in shipped_schemas() if s.name == name]
+    if not versions:
+        raise KeyError(f"no schema named {name!r} in schemas/avro")
+    return versions[-1]
+
+
+class AvroCodec:
+    """Encode with one writer schema; decode anything written with a known version of the same name.
+
+    ``known`` adds versions beyond the shipped files (a rolling upgrade deploys a new ``.avsc`` to
+    readers before any writer uses it; tests pass future versions here).
+    """
+
+    def __init__(
+        self, name: str, writer: SchemaVersion | None = None, known: tuple[SchemaVersion, ...] = ()
+    ) -> None:
+        versions = [s for s in (*shipped_schemas(), *known) if s.name == name]
+        if not versions:
+            raise KeyError(f"no schema named {name!r} in schemas/avro")
+        self.name = name
+        self.writer = writer or max(versions, key=lambda s: s.version)
+        self._by_fingerprint = {s.fingerprint: s for s in (*versions, self.writer)}
+        self._header = MAGIC + self.writer.fingerprint
+
+    def encode(self, record: dict[str, Any]) -> bytes:
+        buf = io.BytesIO()
+        buf.write(self._header)
+        try:
+            schemaless_writer(buf, self.writer.parsed, record, strict_allow_default=True)
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            raise CodecError(f"record does not fit {self.writer.label}: {exc}") from exc
+        return buf.getvalue()
+
+    def decode(self, data: bytes) -> dict[str, Any]:
+        if len(data) < HEADER_LEN or data[:2] != MAGIC:
+            raise CodecError(
+                f"not an Avro single-object record (expected header C3 01, got {data[:2].hex() or 'nothing'})"
+            )
+        writer = self._by_fingerprint.get(data[2:HEADER_LEN])
+        if writer is None:
+            raise CodecError(
+                f"unknown {self.name} schema fingerprint {data[2:HEADER_LEN].hex()}: "
+                "written by a newer producer? upgrade this reader"
+            )
+        try:
+            record: dict[str, Any] = schemaless_reader(
+                io.BytesIO(data[HEADER_LEN:]), writer.parsed, self.writer.parsed
+            )
+        except Exception as exc:  # fastavro raises a mix of EOFError, ValueError, SchemaResolutionError
+            raise CodecError(f"corrupt {writer.label} body: {exc}") from exc
+        return record
+
+
+@cache
+def codec(name: str) -> AvroCodec:
+    """The shared codec for a schema name."""
+    return AvroCodec(name)

@@ -1,0 +1,246 @@
+"""Typed Python view of the canonical records. Field names match the ``.avsc`` files one to one.
+
+Conversion to and from Avro is explicit: ``to_avro()`` / ``from_avro()``; nothing else touches dicts.
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+from decimal import Decimal, InvalidOperation
+from typing import Any, Self
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from schemas.codec import codec
+
+
+class Market(enum.StrEnum):
+    SG = "SG"
+    MY = "MY"
+    ID = "ID"
+    TH = "TH"
+    VN = "VN"
+    PH = "PH"
+
+
+#: The currency each market settles in. An order in another currency is refused, not converted.
+MARKET_CURRENCY: dict[Market, str] = {
+    Market.SG: "SGD",
+    Market.MY: "MYR",
+    Market.ID: "IDR",
+    Market.TH: "THB",
+    Market.VN: "VND",
+    Market.PH: "PHP",
+}
+
+#: Minor-unit exponent per currency. IDR and VND have sen/xu on paper, but no marketplace prices in
+#: them, so we store whole rupiah/dong: 150000 IDR is total_minor=150000, not 15000000.
+CURRENCY_EXPONENT: dict[str, int] = {"SGD": 2, "MYR": 2, "THB": 2, "PHP": 2, "USD": 2, "IDR": 0, "VND": 0}
+
+
+class MoneyError(ValueError):
+    """An amount that cannot be held exactly in the currency's minor units."""
+
+
+def to_minor(amount: object, currency: str) -> int:
+    """Major-unit amount (float, int or decimal string, as channels send) to integer minor units.
+
+    Goes through ``Decimal(str(x))`` so 19.9 stays 1990, never 1989. Refuses fractions finer than the
+    currency's minor unit rather than rounding money silently.
+    """
+    exponent = CURRENCY_EXPONENT.get(currency)
+    if exponent is None:
+        raise MoneyError(f"unknown currency {currency!r}")
+    if isinstance(amount, bool) or not isinstance(amount, int | float | str | Decimal):
+        raise MoneyError(f"amount must be a number or numeric string, got {type(amount).__name__}")
+    try:
+        value = Decimal(str(amount).strip())
+    except InvalidOperation as exc:
+        raise MoneyError(f"amount {amount!r} is not a number") from exc
+    if not value.is_finite():
+        raise MoneyError(f"amount {amount!r} is not finite")
+    minor = value.scaleb(exponent)
+    if minor != minor.to_integral_value():
+        raise MoneyError(f"amount {amount!r} {currency} has more decimals than the currency's {exponent}")
+    return int(minor)
+
+
+class OrderStatus(enum.StrEnum):
+    """Canonical lifecycle. Forward moves only: rank decides; cancelled/returned close the order."""
+
+    PENDING_PAYMENT = "pending_payment"
+    PAID = "paid"
+    PROCESSING = "processing"
+    SHIPPED = "shipped"
+    DELIVERED = "delivered"
+    COMPLETED = "completed"
+    CANCELLED = "cancelled"
+    RETURNED = "returned"
+
+    @property
+    def rank(self) -> int:
+        return _RANK[self]
+
+
+_RANK = {
+    OrderStatus.PENDING_PAYMENT: 0,
+    OrderStatus.PAID: 1,
+    OrderStatus.PROCESSING: 2,
+    OrderStatus.SHIPPED: 3,
+    OrderStatus.DELIVERED: 4,
+    OrderStatus.COMPLETED: 5,
+    OrderStatus.CANCELLED: 6,
+    OrderStatus.RETURNED: 7,
+}
+
+
+class PaymentMethod(enum.StrEnum):
+    COD = "cod"
+    CARD = "card"
+    EWALLET = "ewallet"
+    BNPL = "bnpl"
+    BANK_TRANSFER = "bank_transfer"
+    OTHER = "other"
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", use_enum_values=False)
+
+
+class OrderLine(_Record):
+    line_id: str = Field(min_length=1)
+    sku: str = Field(min_length=1)
+    quantity: int = Field(gt=0, le=100_000)
+    unit_price_minor: int = Field(ge=0)
+    paid_price_minor: int = Field(ge=0)
+    promotion_type: str | None = None
+
+
+class Address(_Record):
+    country: Market
+    region: str | None = None
+    city: str | None = None
+    postcode: str | None = None
+
+
+class RawRef(_Record):
+    topic: str
+    partition: int = Field(ge=0)
+    offset: int = Field(ge=0)
+
+
+class OrderEvent(_Record):
+    """One canonical order event, the record on orders.v1."""
+
+    event_id: str = Field(min_length=1)
+    tenant: str = Field(min_length=1)
+    channel: str = Field(min_length=1)
+    market: Market
+    shop_id: str
+    order_key: str = Field(min_length=1)
+    channel_order_id: str = Field(min_length=1)
+    status: OrderStatus
+    channel_status: str
+    payment_method: PaymentMethod
+    is_cod: bool
+    currency: str
+    total_minor: int = Field(ge=0)
+    lines: tuple[OrderLine, ...] = Field(min_length=1)
+    shipping: Address
+    ship_by_ms: int | None = None
+    created_ms: int = Field(gt=0)
+    event_time_ms: int = Field(gt=0)
+    ingest_time_ms: int = Field(gt=0)
+    raw: RawRef
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        expected = MARKET_CURRENCY[self.market]
+        if self.currency != expected:
+            raise ValueError(f"currency {self.currency} does not match market {self.market} ({expected})")
+        if self.order_key != order_key(self.tenant, self.channel, self.channel_order_id):
+            raise ValueError(f"order_key {self.order_key!r} is not tenant:channel:channel_order_id")
+        if self.is_cod != (self.payment_method is PaymentMethod.COD):
+            raise ValueError("is_cod must be true exactly when payment_method is cod")
+        return self
+
+    def to_avro(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+    @classmethod
+    def from_avro(cls, record: dict[str, Any]) -> OrderEvent:
+        return cls.model_validate(record)
+
+    def encode(self) -> bytes:
+        return codec("order_event").encode(self.to_avro())
+
+    @classmethod
+    def decode(cls, data: bytes) -> OrderEvent:
+        return cls.from_avro(codec("order_event").decode(data))
+
+
+class DeadLetter(_Record):
+    """An input refused by a step, with everything needed to fix and re-drive it."""
+
+    dead_letter_id: str
+    tenant: str
+    channel: str | None
+    stage: str
+    reason_code: str
+    reason: str
+    source_topic: str
+    source_partition: int
+    source_offset: int
+    source_key: bytes | None = None
+    source_headers: dict[str, bytes] = Field(default_factory=dict)
+    original: bytes
+    failed_at_ms: int
+
+    @classmethod
+    def of(
+        cls,
+        *,
+        tenant: str,
+        channel: str | None,
+        stage: str,
+        reason_code: str,
+        reason: str,
+        topic: str,
+        partition: int,
+        offset: int,
+        key: bytes | None,
+        headers: dict[str, bytes],
+        original: bytes,
+    ) -> DeadLetter:
+        """A dead letter for the record at topic/partition/offset; its id is that position (stable)."""
+        return cls(
+            dead_letter_id=f"{topic}:{partition}:{offset}",
+            tenant=tenant,
+            channel=channel,
+            stage=stage,
+            reason_code=reason_code,
+            reason=reason,
+            source_topic=topic,
+            source_partition=partition,
+            source_offset=offset,
+            source_key=key,
+            source_headers=headers,
+            original=original,
+            failed_at_ms=int(time.time() * 1000),
+        )
+
+    def to_avro(self) -> dict[str, Any]:
+        return self.model_dump()
+
+    def encode(self) -> bytes:
+        return codec("dead_letter").encode(self.to_avro())
+
+    @classmethod
+    def decode(cls, data: bytes) -> DeadLetter:
+        return cls.model_validate(codec("dead_letter").decode(data))
+
+
+def order_key(tenant: str, channel: str, channel_order_id: str) -> str:
+    """The key of an order on every order-keyed topic."""
+    return f"{tenant}:{channel}:{channel_order_id}"

@@ -1,0 +1,76 @@
+"""The one registry of topics: name, key, value schema, partitions, cleanup policy.
+
+Every producer, consumer, agent and the topic-creation command read topics from here, so a topic's
+contract is stated once. Names carry a version suffix where the value is ours (``orders.v1``); raw
+topics hold what the marketplace sent, unchanged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+#: Channels we take orders from. The raw topic of each is ``raw.orders.<channel>``.
+CHANNELS: tuple[str, ...] = ("shopee", "lazada", "tiktok", "tokopedia", "shopify", "grab", "pos")
+
+#: Dead letters keep the original bytes; a marketplace body can be several MB.
+_LARGE = {"max.message.bytes": str(16 * 1024 * 1024)}
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    """The contract of one topic. ``partitions=None`` takes the configured default."""
+
+    name: str
+    key: str
+    value: str
+    value_schema: str | None
+    cleanup_policy: str = "delete"
+    partitions: int | None = None
+    config: dict[str, str] = field(default_factory=dict)
+    description: str = ""
+
+    def full_name(self, prefix: str) -> str:
+        return prefix + self.name
+
+    def kafka_config(self) -> dict[str, str]:
+        return {"cleanup.policy": self.cleanup_policy, **self.config}
+
+
+def raw_orders(channel: str) -> TopicSpec:
+    if channel not in CHANNELS:
+        raise KeyError(f"unknown channel {channel!r}; known: {', '.join(CHANNELS)}")
+    return TopicSpec(
+        name=f"raw.orders.{channel}",
+        key="delivery id or channel order id (bytes, as the connector chose)",
+        value=f"{channel} native payload, unchanged (JSON bytes)",
+        value_schema=None,
+        config=_LARGE,
+        description="Headers: channel, shop, received_at (ms), delivery_id.",
+    )
+
+
+ORDERS = TopicSpec(
+    name="orders.v1",
+    key="order key tenant:channel:channel_order_id (utf-8)",
+    value="canonical OrderEvent",
+    value_schema="order_event",
+    description="Every downstream step consumes this.",
+)
+
+DEAD_LETTERS = TopicSpec(
+    name="dead-letters.v1",
+    key="source topic (utf-8)",
+    value="DeadLetter with the original bytes and a reason",
+    value_schema="dead_letter",
+    config=_LARGE,
+)
+
+RAW_ORDERS: tuple[TopicSpec, ...] = tuple(raw_orders(c) for c in CHANNELS)
+ALL: tuple[TopicSpec, ...] = (*RAW_ORDERS, ORDERS, DEAD_LETTERS)
+
+
+def channel_of_raw_topic(topic: str, prefix: str) -> str | None:
+    """``<prefix>raw.orders.shopee`` -> ``shopee``; None for any other topic."""
+    base = topic.removeprefix(prefix)
+    head, _, channel = base.rpartition(".")
+    return channel if head == "raw.orders" and channel in CHANNELS else None
