@@ -1,0 +1,1 @@
+"""faust agents and the pure steps they run: normalize (more to come: reserve, allocate, route)."""

@@ -1,0 +1,1 @@
+"""One adapter per channel: native payload -> canonical OrderEvent, or a Rejected with a reason."""

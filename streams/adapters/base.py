@@ -1,0 +1,140 @@
+"""What every channel adapter shares: the raw input, the rejection, and field readers that say where."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from schemas.order import MoneyError, to_minor
+
+_EVENT_NS = uuid.UUID("6f1c1f4e-6a57-4c55-9a53-2f1c8e2b7a10")
+
+
+@dataclass(frozen=True)
+class RawInput:
+    """One record from a raw.orders.<channel> topic, as the connector produced it."""
+
+    channel: str
+    value: bytes
+    topic: str
+    partition: int
+    offset: int
+    ingest_ms: int
+    key: bytes | None = None
+    headers: Mapping[str, bytes] = field(default_factory=dict)
+
+    def header(self, name: str) -> str | None:
+        value = self.headers.get(name)
+        return value.decode("utf-8", "replace") if value is not None else None
+
+
+class Rejected(Exception):
+    """A business refusal of an input: becomes a dead letter with ``code`` and a readable ``reason``."""
+
+    def __init__(self, code: str, reason: str) -> None:
+        super().__init__(f"{code}: {reason}")
+        self.code = code
+        self.reason = reason
+
+
+def parse_json(data: bytes) -> Any:
+    """Decode JSON bytes or reject with where it broke."""
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise Rejected("invalid_encoding", f"body is not UTF-8 at byte {exc.start}") from exc
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise Rejected("malformed_json", f"body is not JSON: {exc}") from exc
+
+
+class Fields:
+    """Reads fields of a JSON object, rejecting with the full path of the field on any problem."""
+
+    def __init__(self, obj: Any, path: str) -> None:
+        if not isinstance(obj, dict):
+            raise Rejected("invalid_field", f"{path}: expected an object, got {_kind(obj)}")
+        self.obj: dict[str, Any] = obj
+        self.path = path
+
+    def at(self, name: str) -> str:
+        return f"{self.path}.{name}" if self.path else name
+
+    def has(self, name: str) -> bool:
+        return self.obj.get(name) is not None
+
+    def obj_field(self, name: str) -> Fields:
+        return Fields(self.obj.get(name), self.at(name))
+
+    def optional_obj(self, name: str) -> Fields | None:
+        return None if self.obj.get(name) is None else self.obj_field(name)
+
+    def list(self, name: str, *, non_empty: bool = True) -> list[Any]:
+        value = self.obj.get(name)
+        if not isinstance(value, list):
+            raise Rejected("invalid_field", f"{self.at(name)}: expected a list, got {_kind(value)}")
+        if non_empty and not value:
+            raise Rejected("invalid_field", f"{self.at(name)}: is empty")
+        return value
+
+    def str(self, name: str) -> str:
+        value = self.obj.get(name)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return str(value)  # ids come as numbers or strings depending on the SDK
+        if not isinstance(value, str) or not value.strip():
+            raise Rejected("invalid_field", f"{self.at(name)}: expected a non-empty string, got {_kind(value)}")
+        return value.strip()
+
+    def optional_str(self, name: str) -> str | None:
+        value = self.obj.get(name)
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return None
+        return self.str(name)
+
+    def int(self, name: str, *, minimum: int | None = None) -> int:
+        value = self.obj.get(name)
+        if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+            value = int(value)
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise Rejected("invalid_field", f"{self.at(name)}: expected an integer, got {_kind(value)}")
+        if minimum is not None and value < minimum:
+            raise Rejected("invalid_field", f"{self.at(name)}: must be >= {minimum}, got {value}")
+        return value
+
+    def optional_int(self, name: str) -> int | None:
+        return None if self.obj.get(name) in (None, "") else self.int(name)
+
+    def bool(self, name: str, default: bool = False) -> bool:
+        value = self.obj.get(name, default)
+        if not isinstance(value, bool):
+            raise Rejected("invalid_field", f"{self.at(name)}: expected true or false, got {_kind(value)}")
+        return value
+
+    def money(self, name: str, currency: str) -> int:
+        try:
+            return to_minor(self.obj.get(name), currency)
+        except MoneyError as exc:
+            raise Rejected("invalid_money", f"{self.at(name)}: {exc}") from exc
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "nothing"
+    text = repr(value)
+    return f"{type(value).__name__} {text[:40]}{'...' if len(text) > 40 else ''}"
+
+
+def stable_event_id(order_key: str, channel_status: str, event_time_ms: int) -> str:
+    """Same order state from the same channel update -> same id, on every replay."""
+    return str(uuid.uuid5(_EVENT_NS, f"{order_key}|{channel_status}|{event_time_ms}"))
+
+
+def epoch_s_to_ms(seconds: int) -> int:
+    return seconds * 1000

@@ -1,0 +1,169 @@
+"""Shopee Open Platform v2: ``get_order_detail`` responses, unchanged, to canonical order events.
+
+Shape (../shared/reference/marketplace-payloads.md): ``response.order_list[]``, money as floats in
+major units, times in epoch seconds, ``recipient_address.zipcode`` possibly "", variants in
+``model_sku`` with ``item_sku`` as the fallback.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import ValidationError
+
+from schemas.order import (
+    MARKET_CURRENCY,
+    Address,
+    Market,
+    OrderEvent,
+    OrderLine,
+    OrderStatus,
+    PaymentMethod,
+    RawRef,
+    order_key,
+)
+from streams.adapters.base import Fields, RawInput, Rejected, epoch_s_to_ms, stable_event_id
+
+CHANNEL = "shopee"
+
+#: Shopee order_status -> canonical status. An unknown status is refused, never guessed.
+STATUS: dict[str, OrderStatus] = {
+    "UNPAID": OrderStatus.PENDING_PAYMENT,
+    "READY_TO_SHIP": OrderStatus.PAID,
+    "PROCESSED": OrderStatus.PROCESSING,
+    "RETRY_SHIP": OrderStatus.PROCESSING,
+    "SHIPPED": OrderStatus.SHIPPED,
+    "TO_CONFIRM_RECEIVE": OrderStatus.DELIVERED,
+    "IN_CANCEL": OrderStatus.PAID,  # buyer asked to cancel; the seller may still refuse: not cancelled yet
+    "CANCELLED": OrderStatus.CANCELLED,
+    "TO_RETURN": OrderStatus.DELIVERED,  # return requested; stock comes back only after QC
+    "COMPLETED": OrderStatus.COMPLETED,
+}
+
+_PAYMENT_WORDS: tuple[tuple[str, PaymentMethod], ...] = (
+    ("cash on delivery", PaymentMethod.COD),
+    ("cod", PaymentMethod.COD),
+    ("paylater", PaymentMethod.BNPL),
+    ("later", PaymentMethod.BNPL),
+    ("atome", PaymentMethod.BNPL),
+    ("card", PaymentMethod.CARD),
+    ("pay", PaymentMethod.EWALLET),  # ShopeePay, GrabPay, GCash-style wallets
+    ("wallet", PaymentMethod.EWALLET),
+    ("gcash", PaymentMethod.EWALLET),
+    ("bank", PaymentMethod.BANK_TRANSFER),
+    ("virtual account", PaymentMethod.BANK_TRANSFER),
+    ("transfer", PaymentMethod.BANK_TRANSFER),
+)
+
+
+def payment_method(name: str | None, cod: bool) -> PaymentMethod:
+    """The canonical method; the ``cod`` flag wins, and a method named cash-on-delivery is COD too."""
+    if cod:
+        return PaymentMethod.COD
+    text = (name or "").lower()
+    for word, method in _PAYMENT_WORDS:
+        if word in text:
+            return method
+    return PaymentMethod.OTHER
+
+
+def normalize(raw: RawInput, body: Any, tenant: str) -> list[OrderEvent]:
+    """All orders in one get_order_detail response body."""
+    root = Fields(body, "")
+    if root.has("code") and root.has("data"):
+        raise Rejected(
+            "unsupported_shape",
+            f"Shopee push code {root.obj.get('code')!r} (status/tracking push) is not handled yet; "
+            "only get_order_detail responses are",
+        )
+    if root.optional_str("error"):
+        raise Rejected("channel_error", f"Shopee answered error={root.obj['error']!r}: {root.obj.get('message')!r}")
+    if not root.has("response"):
+        raise Rejected("unknown_shape", "not a Shopee get_order_detail response: no 'response' object")
+    orders = root.obj_field("response").list("order_list")
+    return [
+        _order(raw, Fields(order, f"response.order_list[{i}]"), tenant) for i, order in enumerate(orders)
+    ]
+
+
+def _order(raw: RawInput, order: Fields, tenant: str) -> OrderEvent:
+    order_sn = order.str("order_sn")
+    region = order.str("region") if order.has("region") else raw.header("market")
+    if region not in Market.__members__:
+        raise Rejected("invalid_field", f"{order.at('region')}: unknown market {region!r}")
+    market = Market(region)
+    currency = order.str("currency")
+    if currency != MARKET_CURRENCY[market]:
+        raise Rejected(
+            "invalid_field",
+            f"{order.at('currency')}: {currency} is not the currency of market {market} ({MARKET_CURRENCY[market]})",
+        )
+    channel_status = order.str("order_status")
+    status = STATUS.get(channel_status)
+    if status is None:
+        raise Rejected("unknown_status", f"{order.at('order_status')}: unknown Shopee status {channel_status!r}")
+    method = payment_method(order.optional_str("payment_method"), order.bool("cod"))
+    created_ms = epoch_s_to_ms(order.int("create_time", minimum=1))
+    event_ms = epoch_s_to_ms(order.optional_int("update_time") or order.int("create_time"))
+    ship_by = order.optional_int("ship_by_date")
+    key = order_key(tenant, CHANNEL, order_sn)
+    address = order.optional_obj("recipient_address")
+    try:
+        return OrderEvent(
+            event_id=stable_event_id(key, channel_status, event_ms),
+            tenant=tenant,
+            channel=CHANNEL,
+            market=market,
+            shop_id=raw.header("shop") or (order.str("shop_id") if order.has("shop_id") else ""),
+            order_key=key,
+            channel_order_id=order_sn,
+            status=status,
+            channel_status=channel_status,
+            payment_method=method,
+            is_cod=method is PaymentMethod.COD,
+            currency=currency,
+            total_minor=order.money("total_amount", currency),
+            lines=tuple(_lines(order, currency)),
+            shipping=Address(
+                country=market,
+                region=address.optional_str("state") if address else None,
+                city=address.optional_str("city") if address else None,
+                postcode=address.optional_str("zipcode") if address else None,
+            ),
+            ship_by_ms=epoch_s_to_ms(ship_by) if ship_by else None,
+            created_ms=created_ms,
+            event_time_ms=event_ms,
+            ingest_time_ms=raw.ingest_ms,
+            raw=RawRef(topic=raw.topic, partition=raw.partition, offset=raw.offset),
+        )
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise Rejected("invalid_field", f"{order.path}: canonical field {where}: {first['msg']}") from exc
+
+
+def _lines(order: Fields, currency: str) -> list[OrderLine]:
+    lines = []
+    seen: dict[str, int] = {}
+    for i, item in enumerate(order.list("item_list")):
+        f = Fields(item, order.at(f"item_list[{i}]"))
+        sku = f.optional_str("model_sku") or f.optional_str("item_sku")
+        if sku is None:
+            raise Rejected("missing_sku", f"{f.path}: neither model_sku nor item_sku is set")
+        line_id = f"{f.str('item_id')}:{f.optional_str('model_id') or '0'}"
+        seen[line_id] = seen.get(line_id, 0) + 1
+        if seen[line_id] > 1:
+            line_id = f"{line_id}#{seen[line_id]}"
+        original = f.money("model_original_price", currency)
+        discounted = f.money("model_discounted_price", currency) if f.has("model_discounted_price") else original
+        lines.append(
+            OrderLine(
+                line_id=line_id,
+                sku=sku,
+                quantity=f.int("model_quantity_purchased", minimum=1),
+                unit_price_minor=original,
+                paid_price_minor=discounted,
+                promotion_type=f.optional_str("promotion_type"),
+            )
+        )
+    return lines

@@ -1,0 +1,63 @@
+"""Normalization: a raw channel record becomes canonical order events or exactly one dead letter.
+
+Pure: no Kafka here. The faust agent in streams/app.py feeds it and sends what it returns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from schemas.order import DeadLetter, OrderEvent
+from streams.adapters import shopee
+from streams.adapters.base import RawInput, Rejected, parse_json
+
+STAGE = "normalize"
+
+Adapter = Callable[[RawInput, Any, str], list[OrderEvent]]
+
+#: Channel -> adapter. Channels not listed yet are dead-lettered with a clear reason, never dropped.
+ADAPTERS: dict[str, Adapter] = {
+    shopee.CHANNEL: shopee.normalize,
+}
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one raw record became: canonical events, or one dead letter."""
+
+    events: tuple[OrderEvent, ...] = ()
+    dead_letter: DeadLetter | None = None
+
+
+def normalize(raw: RawInput, tenant: str) -> Outcome:
+    """Never raises: any failure, ours included, becomes a dead letter that keeps the original bytes."""
+    try:
+        adapter = ADAPTERS.get(raw.channel)
+        if adapter is None:
+            raise Rejected("no_adapter", f"no adapter for channel {raw.channel!r} yet")
+        events = adapter(raw, parse_json(raw.value), tenant)
+        if not events:
+            raise Rejected("empty", "the payload holds no order")
+        return Outcome(events=tuple(events))
+    except Rejected as exc:
+        return Outcome(dead_letter=dead_letter(raw, tenant, exc.code, exc.reason))
+    except Exception as exc:  # a bug of ours must not stop the worker nor lose the input
+        return Outcome(dead_letter=dead_letter(raw, tenant, "internal_error", f"{type(exc).__name__}: {exc}"))
+
+
+def dead_letter(raw: RawInput, tenant: str, code: str, reason: str, stage: str = STAGE) -> DeadLetter:
+    return DeadLetter.of(
+        tenant=tenant,
+        channel=raw.channel,
+        stage=stage,
+        reason_code=code,
+        reason=reason,
+        topic=raw.topic,
+        partition=raw.partition,
+        offset=raw.offset,
+        key=raw.key,
+        headers=dict(raw.headers),
+        original=raw.value,
+    )
