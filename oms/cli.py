@@ -1,0 +1,173 @@
+"""``oms``: the command line of the order management system."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+
+from infra.process import ServiceError
+from oms.settings import Settings, SettingsError, load_settings
+
+
+def _up(settings: Settings, _: argparse.Namespace) -> int:
+    from infra import services, topics
+
+    for line in services.up(settings):
+        print(line)
+    created = topics.ensure_topics(settings)
+    print(f"topics     {len(created)} created, registry complete" if created else "topics     registry complete")
+    return 0
+
+
+def _down(settings: Settings, _: argparse.Namespace) -> int:
+    from infra import services
+
+    for line in services.down(settings):
+        print(line)
+    return 0
+
+
+def _status(settings: Settings, args: argparse.Namespace) -> int:
+    from infra import services
+
+    health = services.status(settings)
+    print(f"{'service':<11}{'health':<9}{'version':<10}{'address':<44}detail")
+    for h in health:
+        print(f"{h.name:<11}{'up' if h.healthy else 'DOWN':<9}{h.version:<10}{h.address:<44}{h.detail}")
+    if not args.quiet:
+        print("\neffective settings:")
+        for key, value in settings.masked().items():
+            print(f"  {key:<32}{value}")
+    return 0 if all(h.healthy for h in health) else 1
+
+
+def _topics(settings: Settings, args: argparse.Namespace) -> int:
+    from infra import topics as infra_topics
+    from schemas.topics import ALL
+
+    if args.action == "create":
+        created = infra_topics.ensure_topics(settings)
+        print("\n".join(f"created {name}" for name in created) or "all topics exist")
+    else:
+        for spec in ALL:
+            print(f"{spec.full_name(settings.topic_prefix):<28}{spec.cleanup_policy:<9}{spec.value}  [key: {spec.key}]")
+    return 0
+
+
+def _worker(settings: Settings, _: argparse.Namespace) -> int:
+    from oms.runtime import run_worker
+
+    run_worker(settings)
+    return 0
+
+
+def _sink(settings: Settings, _: argparse.Namespace) -> int:
+    import signal
+
+    from infra.clickhouse import get_client
+    from oms.runtime import running_sinks
+    from sinks.clickhouse import migrate
+
+    client = get_client(settings)
+    migrate(client)
+    with running_sinks(settings, client) as sinks:
+        signal.signal(signal.SIGTERM, lambda *_: sinks.stop.set())
+        print(f"sinks running into ClickHouse database {settings.clickhouse_database}; Ctrl-C to stop")
+        try:
+            while not sinks.stop.wait(1.0):
+                if sinks.errors:
+                    raise sinks.errors[0]
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
+def _demo(settings: Settings, args: argparse.Namespace) -> int:
+    from oms.demo import run_demo
+
+    return run_demo(settings, timeout=args.timeout)
+
+
+def _normalize(settings: Settings, args: argparse.Namespace) -> int:
+    import json
+    import time
+    from pathlib import Path
+
+    from streams.adapters.base import RawInput
+    from streams.normalize import normalize
+
+    path = Path(args.file)
+    try:
+        body = path.read_bytes()
+    except OSError as exc:
+        print(f"cannot read {path}: {exc.strerror}", file=sys.stderr)
+        return 2
+    now = int(time.time() * 1000)
+    raw = RawInput(channel=args.channel, value=body, topic=f"file:{path}", partition=0, offset=0, ingest_ms=now)
+    outcome = normalize(raw, settings.tenant)
+    if outcome.dead_letter is not None:
+        letter = outcome.dead_letter
+        print(f"{path}: {letter.reason_code}: {letter.reason}", file=sys.stderr)
+        return 1
+    for event in outcome.events:
+        print(json.dumps(event.to_avro(), indent=2, ensure_ascii=False))
+    return 0
+
+
+Command = Callable[[Settings, argparse.Namespace], int]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="oms",
+        description="Order management for multi-channel sellers: Kafka in, no oversell, ClickHouse out.",
+        epilog="Settings come from OMS_* environment variables; `oms status` prints them.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, func: Command, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(func=func)
+        return p
+
+    add("up", _up, "Install on first use and start Kafka and Redis on 127.0.0.1; create the topics.")
+    add("down", _down, "Stop exactly the services `oms up` started (by PID).")
+    add("status", _status, "Health, address and version of each service; effective settings.").add_argument(
+        "-q", "--quiet", action="store_true", help="only the service table"
+    )
+    add("topics", _topics, "List or create the topics of the registry.").add_argument(
+        "action", choices=["list", "create"], nargs="?", default="list"
+    )
+    add("worker", _worker, "Run a stream worker (faust) in the foreground.")
+    add("sink", _sink, "Run the ClickHouse and Redis sinks in the foreground (owns the embedded ClickHouse).")
+    add("demo", _demo, "Start everything and push demo orders end to end; print what happened.").add_argument(
+        "--timeout", type=float, default=180.0, help="seconds to wait for the pipeline (default 180)"
+    )
+    p = add("normalize", _normalize, "Normalize one raw payload file offline and print the canonical order.")
+    p.add_argument("--channel", required=True, help="shopee, lazada, tiktok, ...")
+    p.add_argument("file", help="the payload exactly as the channel sent it")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    if args.command not in {"worker"}:
+        level = "DEBUG" if settings.log_level == "debug" else "WARNING"
+        logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        result: int = args.func(settings, args)
+        return result
+    except ServiceError as exc:
+        print(f"oms {args.command}: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,121 @@
+"""``oms demo``: the walking skeleton on the embedded services, narrated for a person.
+
+Starts Kafka and Redis, a faust worker and the sinks; sends one Shopee order and two bad payloads;
+waits until the order is a ClickHouse row and a Redis status, and the bad ones are dead letters.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+import orjson
+from confluent_kafka import Consumer, TopicPartition
+
+from connectors.raw_producer import RawProducer, sample
+from infra import clickhouse, services, topics
+from infra.process import ServiceError, wait_until
+from oms.runtime import running_sinks, spawn_worker, stop_process
+from oms.settings import Settings
+from schemas.order import DeadLetter, order_key
+from schemas.topics import DEAD_LETTERS
+from sinks.clickhouse import migrate
+from sinks.redis_model import OrderStatusModel
+
+
+def demo_order(order_sn: str) -> bytes:
+    """The shipped Shopee sample with a fresh order_sn, so each run is a new order."""
+    body: dict[str, Any] = orjson.loads(sample("shopee_order_detail.json"))
+    body["response"]["order_list"][0]["order_sn"] = order_sn
+    return orjson.dumps(body)
+
+
+def dead_letters_for(settings: Settings, delivery_ids: set[str], timeout: float) -> dict[str, DeadLetter]:
+    """Read the dead-letter topic from the start until every delivery id has its letter (or timeout)."""
+    found: dict[str, DeadLetter] = {}
+    topic = DEAD_LETTERS.full_name(settings.topic_prefix)
+    consumer = Consumer(
+        {"bootstrap.servers": settings.kafka_bootstrap, "group.id": f"oms-demo-{uuid.uuid4()}", "enable.auto.commit": False}
+    )
+    try:
+        meta = consumer.list_topics(topic, timeout=10).topics[topic]
+        consumer.assign([TopicPartition(topic, p, 0) for p in meta.partitions])
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and set(found) != delivery_ids:
+            for msg in consumer.consume(num_messages=500, timeout=0.5):
+                if msg.error() is None:
+                    letter = DeadLetter.decode(msg.value() or b"")
+                    key = (letter.source_key or b"").decode()
+                    if key in delivery_ids:
+                        found[key] = letter
+    finally:
+        consumer.close()
+    return found
+
+
+def run_demo(settings: Settings, timeout: float = 180.0) -> int:
+    print("== starting services (first run installs Kafka from Maven Central: about a minute)")
+    for line in services.up(settings):
+        print("  " + line)
+    topics.ensure_topics(settings)
+    client = clickhouse.get_client(settings)
+    migrate(client)
+
+    run = uuid.uuid4().hex[:8].upper()
+    order_sn = f"DEMO{run}"
+    key = order_key(settings.tenant, "shopee", order_sn)
+    bad = {f"bad-json-{run}": b'{"response": {"order_list": [', f"bad-shape-{run}": b'{"hello": "world"}'}
+
+    worker = spawn_worker(settings, "demo-worker")
+    print(f"== worker started (pid {worker.pid()}, log {worker.log_file})")
+    try:
+        with running_sinks(settings, client) as sinks:
+            producer = RawProducer(settings)
+            producer.send("shopee", demo_order(order_sn), shop="shop-sg-001", delivery_id=f"good-{run}")
+            for delivery_id, body in bad.items():
+                producer.send("shopee", body, shop="shop-sg-001", delivery_id=delivery_id)
+            producer.flush()
+            print(f"== produced 1 Shopee order ({order_sn}) and 2 bad payloads to raw.orders.shopee")
+
+            def row() -> list[Any]:
+                if sinks.errors:
+                    raise sinks.errors[0]
+                if worker.pid() is None:
+                    raise ServiceError(f"the worker exited:\n{worker.log_tail()}")
+                rows = client.query(
+                    "SELECT channel, market, status, payment_method, total_minor, currency, units, skus, postcode "
+                    "FROM orders FINAL WHERE order_key = {k:String}",
+                    parameters={"k": key},
+                ).result_rows
+                return list(rows[0]) if rows else []
+
+            print("== waiting for the order in ClickHouse (the worker's first group join takes a few seconds)")
+            began = time.monotonic()
+            if not wait_until(lambda: bool(row()), timeout, 0.5):
+                raise ServiceError(f"order {key} did not reach ClickHouse within {timeout:.0f}s; worker log:\n"
+                                   f"{worker.log_tail()}")
+            latency = time.monotonic() - began
+            model = OrderStatusModel(_redis(settings), prefix=settings.topic_prefix)
+            wait_until(lambda: bool(model.get(key)), 30, 0.2)
+            letters = dead_letters_for(settings, set(bad), timeout=60)
+            channel, market, status, method, total, currency, units, skus, postcode = row()
+    finally:
+        stop_process(worker)
+
+    print(f"\n== order {key}  (visible in ClickHouse {latency:.1f}s after the produce)")
+    print(f"   {channel} {market}, status {status}, paid by {method}, total {total} minor units {currency}")
+    print(f"   {units} units of {', '.join(skus)}, ship to postcode {postcode}")
+    print(f"   Redis read model: {model.get(key)}")
+    print(f"== dead letters ({len(letters)} of {len(bad)}), original bytes kept:")
+    for delivery_id, letter in sorted(letters.items()):
+        print(f"   {delivery_id}: {letter.reason_code}: {letter.reason}  [{len(letter.original)} bytes]")
+    ok = len(letters) == len(bad)
+    print("\nNext: `oms status`; services keep running until `oms down`.")
+    return 0 if ok else 1
+
+
+def _redis(settings: Settings) -> Any:
+    import redis
+
+    return redis.Redis.from_url(settings.redis_url)
