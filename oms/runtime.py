@@ -10,6 +10,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 import redis
 from clickhouse_connect.driver.client import Client
@@ -19,7 +20,7 @@ from oms.settings import ENV_PREFIX, Settings
 from schemas.topics import ORDERS
 from sinks.clickhouse import orders_sink
 from sinks.redis_model import OrderStatusModel, order_status_sink
-from sinks.runner import SinkStats, run_sink
+from sinks.runner import SinkSpec, SinkStats, run_sink
 
 
 def run_worker(settings: Settings) -> None:
@@ -45,21 +46,19 @@ def settings_env(settings: Settings, **overrides: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}
     for name in Settings.model_fields:
         value = getattr(settings, name)
-        env[ENV_PREFIX + name.upper()] = (
-            value.get_secret_value() if hasattr(value, "get_secret_value") else str(value)
-        )
+        env[ENV_PREFIX + name.upper()] = value.get_secret_value() if hasattr(value, "get_secret_value") else str(value)
     env[ENV_PREFIX + "DATA_DIR"] = str(settings.data_path)
     env.update({ENV_PREFIX + k.upper(): v for k, v in overrides.items()})
     return env
 
 
-def spawn_worker(settings: Settings, name: str = "worker") -> ManagedProcess:
-    """Start ``oms worker`` as a child on a free web port; the caller stops it by PID."""
+def spawn_worker(settings: Settings, name: str = "worker", web_port: int | None = None) -> ManagedProcess:
+    """Start ``oms worker`` as a child (web server on 127.0.0.1, a free port unless given)."""
     logs = settings.data_path / "logs"
     proc = ManagedProcess(name, logs / f"{name}.pid", logs / f"{name}.log")
     if proc.pid() is not None:
         raise ServiceError(f"{name} is already running (pid {proc.pid()}); stop it first")
-    env = settings_env(settings, worker_web_port=str(free_port()))
+    env = settings_env(settings, worker_web_port=str(web_port or free_port()))
     proc.start([sys.executable, "-m", "oms.cli", "worker"], env=env)
     return proc
 
@@ -80,17 +79,15 @@ def running_sinks(settings: Settings, client: Client) -> Iterator[Sinks]:
     sinks = Sinks()
     topic = ORDERS.full_name(settings.topic_prefix)
     model = OrderStatusModel(redis.Redis.from_url(settings.redis_url), prefix=settings.topic_prefix)
-    for spec in (orders_sink(client, topic), order_status_sink(model, topic)):
+    specs: list[SinkSpec[Any]] = [orders_sink(client, topic), order_status_sink(model, topic)]
+    for spec in specs:
         stats = sinks.stats.setdefault(spec.name, SinkStats())
-
-        def target(spec: object = spec, stats: SinkStats = stats) -> None:
-            try:
-                run_sink(settings, spec, sinks.stop, stats)  # type: ignore[arg-type]
-            except BaseException as exc:
-                logging.getLogger(__name__).exception("sink crashed")
-                sinks.errors.append(exc)
-
-        thread = threading.Thread(target=target, name=f"sink-{spec.name}", daemon=True)
+        thread = threading.Thread(
+            target=_run_sink_thread,
+            args=(settings, spec, sinks, stats),
+            name=f"sink-{spec.name}",
+            daemon=True,
+        )
         thread.start()
         sinks.threads.append(thread)
     try:
@@ -99,6 +96,14 @@ def running_sinks(settings: Settings, client: Client) -> Iterator[Sinks]:
         sinks.stop.set()
         for thread in sinks.threads:
             thread.join(timeout=30)
+
+
+def _run_sink_thread(settings: Settings, spec: SinkSpec[Any], sinks: Sinks, stats: SinkStats) -> None:
+    try:
+        run_sink(settings, spec, sinks.stop, stats)
+    except BaseException as exc:  # surfaced to the owner through sinks.errors
+        logging.getLogger(__name__).exception("sink %s crashed", spec.name)
+        sinks.errors.append(exc)
 
 
 def stop_process(proc: ManagedProcess) -> None:
