@@ -76,9 +76,7 @@ class AvroCodec:
     readers before any writer uses it; tests pass future versions here).
     """
 
-    def __init__(
-        self, name: str, writer: SchemaVersion | None = None, known: tuple[SchemaVersion, ...] = ()
-    ) -> None:
+    def __init__(self, name: str, writer: SchemaVersion | None = None, known: tuple[SchemaVersion, ...] = ()) -> None:
         versions = [s for s in (*shipped_schemas(), *known) if s.name == name]
         if not versions:
             raise KeyError(f"no schema named {name!r} in schemas/avro")
@@ -92,15 +90,17 @@ class AvroCodec:
         buf.write(self._header)
         try:
             schemaless_writer(buf, self.writer.parsed, record, strict_allow_default=True)
-        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as exc:
             raise CodecError(f"record does not fit {self.writer.label}: {exc}") from exc
         return buf.getvalue()
 
     def decode(self, data: bytes) -> dict[str, Any]:
-        if len(data) < HEADER_LEN or data[:2] != MAGIC:
+        if not data or not MAGIC.startswith(data[:2]):
             raise CodecError(
                 f"not an Avro single-object record (expected header C3 01, got {data[:2].hex() or 'nothing'})"
             )
+        if len(data) < HEADER_LEN:
+            raise CodecError(f"record is {len(data)} bytes, shorter than the {HEADER_LEN}-byte header: truncated?")
         writer = self._by_fingerprint.get(data[2:HEADER_LEN])
         if writer is None:
             raise CodecError(
@@ -108,11 +108,11 @@ class AvroCodec:
                 "written by a newer producer? upgrade this reader"
             )
         try:
-            record: dict[str, Any] = schemaless_reader(
-                io.BytesIO(data[HEADER_LEN:]), writer.parsed, self.writer.parsed
-            )
+            record = schemaless_reader(io.BytesIO(data[HEADER_LEN:]), writer.parsed, self.writer.parsed)
         except Exception as exc:  # fastavro raises a mix of EOFError, ValueError, SchemaResolutionError
             raise CodecError(f"corrupt {writer.label} body: {exc}") from exc
+        if not isinstance(record, dict):
+            raise CodecError(f"{writer.label} body is not a record")
         return record
 
 
