@@ -35,7 +35,9 @@ class RawProducer:
         if err is not None:
             self._errors.append(f"{msg.topic()}: {err}")
 
-    def send(self, channel: str, body: bytes, *, shop: str, delivery_id: str, received_at_ms: int | None = None) -> None:
+    def send(
+        self, channel: str, body: bytes, *, shop: str, delivery_id: str, received_at_ms: int | None = None
+    ) -> None:
         """Queue one raw record; call ``flush`` to wait for the broker's acknowledgement."""
         topic = raw_orders(channel).full_name(self._settings.topic_prefix)
         received = received_at_ms if received_at_ms is not None else int(time.time() * 1000)

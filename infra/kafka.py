@@ -10,6 +10,7 @@ import subprocess
 import time
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from confluent_kafka.admin import AdminClient
 
@@ -122,7 +123,8 @@ def broker_answers(bootstrap: str, timeout: float = 3.0) -> bool:
     host, port = bootstrap.split(",")[0].rsplit(":", 1)
     if not port_open(host.strip("[]"), int(port)):
         return False
-    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0, "logger": _quiet})
+    config: dict[str, Any] = {"bootstrap.servers": bootstrap, "log_level": 0, "logger": _quiet}
+    admin = AdminClient(config)
     try:
         return bool(admin.list_topics(timeout=timeout).brokers)
     except Exception:

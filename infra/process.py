@@ -6,6 +6,7 @@ that reused the PID after ours died.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -84,19 +85,15 @@ class ManagedProcess:
 
 
 def _signal(pid: int, sig: signal.Signals) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.kill(pid, sig)
-    except ProcessLookupError:
-        pass
     _reap(pid)
 
 
 def _reap(pid: int) -> None:
     # When the child is ours (same Python process started it), collect it so it does not stay a zombie.
-    try:
+    with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
 
 
 def wait_until(condition: Callable[[], bool], timeout: float, interval: float = 0.1) -> bool:

@@ -82,12 +82,10 @@ def start(settings: Settings, timeout: float = 20.0) -> str:
     home = proc.pid_file.parent
     home.mkdir(parents=True, exist_ok=True)
     began = time.monotonic()
-    proc.start(
-        [
-            binary, "--bind", "127.0.0.1", "--port", str(settings.redis_port), "--dir", str(home),
-            "--save", "", "--appendonly", "no", "--daemonize", "no", "--protected-mode", "yes",
-        ]  # fmt: skip
-    )
+    argv = [binary, "--bind", "127.0.0.1", "--port", str(settings.redis_port), "--dir", str(home)]
+    # a read model: no snapshots, no AOF; losing it loses nothing (rebuilt from Kafka)
+    argv += ["--save", "", "--appendonly", "no", "--daemonize", "no", "--protected-mode", "yes"]
+    proc.start(argv)
     if not wait_until(lambda: proc.pid() is None or answers(settings.redis_url) is not None, timeout):
         proc.stop()
         raise ServiceError(f"Redis did not answer within {timeout:.0f}s:\n{proc.log_tail()}")

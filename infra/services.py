@@ -63,7 +63,13 @@ def status(settings: Settings) -> list[Health]:
     redis_version = redis_server.answers(settings.redis_url)
     redis_pid = redis_server.process(settings).pid()
     out.append(
-        Health("redis", redis_version is not None, settings.redis_url, redis_version or "-", _who(bool(redis_version), redis_pid))
+        Health(
+            "redis",
+            redis_version is not None,
+            settings.redis_url,
+            redis_version or "-",
+            _who(bool(redis_version), redis_pid),
+        )
     )
     out.append(_clickhouse_health(settings))
     return out

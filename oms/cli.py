@@ -52,7 +52,8 @@ def _topics(settings: Settings, args: argparse.Namespace) -> int:
         print("\n".join(f"created {name}" for name in created) or "all topics exist")
     else:
         for spec in ALL:
-            print(f"{spec.full_name(settings.topic_prefix):<28}{spec.cleanup_policy:<9}{spec.value}  [key: {spec.key}]")
+            name = spec.full_name(settings.topic_prefix)
+            print(f"{name:<28}{spec.cleanup_policy:<9}{spec.value}  [key: {spec.key}]")
     return 0
 
 

@@ -36,7 +36,11 @@ def dead_letters_for(settings: Settings, delivery_ids: set[str], timeout: float)
     found: dict[str, DeadLetter] = {}
     topic = DEAD_LETTERS.full_name(settings.topic_prefix)
     consumer = Consumer(
-        {"bootstrap.servers": settings.kafka_bootstrap, "group.id": f"oms-demo-{uuid.uuid4()}", "enable.auto.commit": False}
+        {
+            "bootstrap.servers": settings.kafka_bootstrap,
+            "group.id": f"oms-demo-{uuid.uuid4()}",
+            "enable.auto.commit": False,
+        }
     )
     try:
         meta = consumer.list_topics(topic, timeout=10).topics[topic]
@@ -84,8 +88,8 @@ def run_demo(settings: Settings, timeout: float = 180.0) -> int:
                 if worker.pid() is None:
                     raise ServiceError(f"the worker exited:\n{worker.log_tail()}")
                 rows = client.query(
-                    "SELECT channel, market, status, payment_method, total_minor, currency, units, skus, postcode "
-                    "FROM orders FINAL WHERE order_key = {k:String}",
+                    "SELECT channel, market, status, payment_method, total_minor, currency, units, skus, "
+                    "postcode FROM orders FINAL WHERE order_key = {k:String}",
                     parameters={"k": key},
                 ).result_rows
                 return list(rows[0]) if rows else []
@@ -93,8 +97,9 @@ def run_demo(settings: Settings, timeout: float = 180.0) -> int:
             print("== waiting for the order in ClickHouse (the worker's first group join takes a few seconds)")
             began = time.monotonic()
             if not wait_until(lambda: bool(row()), timeout, 0.5):
-                raise ServiceError(f"order {key} did not reach ClickHouse within {timeout:.0f}s; worker log:\n"
-                                   f"{worker.log_tail()}")
+                raise ServiceError(
+                    f"order {key} did not reach ClickHouse within {timeout:.0f}s; worker log:\n{worker.log_tail()}"
+                )
             latency = time.monotonic() - began
             model = OrderStatusModel(_redis(settings), prefix=settings.topic_prefix)
             wait_until(lambda: bool(model.get(key)), 30, 0.2)

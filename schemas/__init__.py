@@ -1,1 +1,1 @@
-"""The contract: Avro schemas, their codec, typed record views and the topic registry. Imports nothing of ours."""
+"""The contract: Avro schemas, codec, typed record views, topic registry. Imports nothing of ours."""

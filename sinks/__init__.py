@@ -1,1 +1,1 @@
-"""Sinks: Kafka topics -> ClickHouse facts (batched, offsets committed after the flush) and the Redis read model."""
+"""Sinks: topics -> ClickHouse facts and the Redis read model, batched, offsets committed after a flush."""

@@ -54,8 +54,10 @@ class OrderStatusModel:
         return sum(int(r) for r in pipe.execute())
 
     def get(self, key: str) -> dict[str, str]:
-        raw: dict[Any, Any] = self._client.hgetall(order_key(self._prefix, key))  # type: ignore[assignment]
-        return {k.decode() if isinstance(k, bytes) else k: v.decode() if isinstance(v, bytes) else v for k, v in raw.items()}
+        raw: dict[Any, Any] = self._client.hgetall(order_key(self._prefix, key))
+        return {
+            k.decode() if isinstance(k, bytes) else k: v.decode() if isinstance(v, bytes) else v for k, v in raw.items()
+        }
 
 
 def order_status_sink(model: OrderStatusModel, topic: str) -> SinkSpec[OrderEvent]:

@@ -78,7 +78,10 @@ def run_sink(
             consumer.commit(offsets=[TopicPartition(t, p, o) for (t, p), o in offsets.items()], asynchronous=False)
 
     sink: BatchingSink[Row] = BatchingSink(
-        writer=spec.write, committer=commit, max_rows=settings.sink_batch_rows, max_age_s=settings.sink_flush_seconds
+        writer=spec.write,
+        committer=commit,
+        max_rows=settings.sink_batch_rows,
+        max_age_s=settings.sink_flush_seconds,
     )
 
     def on_revoke(_: Consumer, partitions: list[TopicPartition]) -> None:
@@ -107,7 +110,11 @@ def run_sink(
                 if backoff == 0.5:
                     consumer.pause(consumer.assignment())
                 log.warning(
-                    "sink %s: flush of %d rows failed (%s); paused, retry in %.1fs", spec.name, sink.pending, exc, backoff
+                    "sink %s: flush of %d rows failed (%s); paused, retry in %.1fs",
+                    spec.name,
+                    sink.pending,
+                    exc,
+                    backoff,
                 )
                 _wait(consumer, stop, backoff)
                 backoff = min(backoff * 2, 30.0)
@@ -136,6 +143,8 @@ def _take(
             log.warning("sink %s: consumer error %s", spec.name, err)
         return
     topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
+    if topic is None or partition is None or offset is None:
+        return
     stats.consumed += 1
     value = msg.value() or b""
     try:
@@ -151,7 +160,7 @@ def _take(
             partition=partition,
             offset=offset,
             key=msg.key(),
-            headers={k: v or b"" for k, v in (msg.headers() or [])},
+            headers=_headers(msg),
             original=value,
         )
         producer.produce(dead_topic, key=topic.encode(), value=letter.encode())
@@ -161,6 +170,14 @@ def _take(
     sink.add(row, topic, partition, offset)
 
 
+def _headers(msg: Message) -> dict[str, bytes]:
+    out: dict[str, bytes] = {}
+    for item in msg.headers() or []:
+        name, value = item[0], item[1]
+        out[str(name)] = value if isinstance(value, bytes) else str(value or "").encode()
+    return out
+
+
 def _wait(consumer: Consumer, stop: threading.Event, seconds: float) -> None:
     """Back off while paused, polling so the group keeps us (paused partitions return nothing)."""
     deadline = time.monotonic() + seconds
@@ -168,4 +185,6 @@ def _wait(consumer: Consumer, stop: threading.Event, seconds: float) -> None:
         for msg in consumer.consume(num_messages=1, timeout=0.1):
             # a rebalance can hand us new, unpaused partitions; pause them too and re-read later
             consumer.pause(consumer.assignment())
-            consumer.seek(TopicPartition(msg.topic(), msg.partition(), msg.offset()))
+            topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
+            if topic is not None and partition is not None and offset is not None:
+                consumer.seek(TopicPartition(topic, partition, offset))

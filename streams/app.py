@@ -46,7 +46,7 @@ def create_app(settings: Settings) -> faust.App:
     return app
 
 
-def raw_input_of(event: EventT, prefix: str) -> RawInput:
+def raw_input_of(event: EventT[bytes], prefix: str) -> RawInput:
     """The agent's view of a raw record: the bytes plus where they came from."""
     msg = event.message
     headers = _headers(msg.headers)
@@ -82,9 +82,7 @@ def register_normalize(app: faust.App, settings: Settings) -> Any:
         value_serializer="raw",
     )
     orders = app.topic(topics.ORDERS.full_name(prefix), key_serializer="raw", value_serializer="oms_order_event")
-    dead = app.topic(
-        topics.DEAD_LETTERS.full_name(prefix), key_serializer="raw", value_serializer="oms_dead_letter"
-    )
+    dead = app.topic(topics.DEAD_LETTERS.full_name(prefix), key_serializer="raw", value_serializer="oms_dead_letter")
 
     async def normalize_agent(stream: StreamT[bytes]) -> AsyncIterator[int]:
         async for event in stream.events():

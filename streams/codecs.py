@@ -1,4 +1,4 @@
-"""faust codecs built on schemas.codec, so faust topics read and write the same Avro bytes as everyone else."""
+"""faust codecs built on schemas.codec: faust topics read and write the same Avro bytes as everyone."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from faust.serializers import codecs
 from schemas.codec import codec
 
 
-class AvroRecordCodec(codecs.Codec):  # type: ignore[misc]  # faust ships no type information
+class AvroRecordCodec(codecs.Codec):
     """dict <-> Avro single-object bytes for one schema name."""
 
     def __init__(self, schema_name: str) -> None:

@@ -74,7 +74,7 @@ class Fields:
     def optional_obj(self, name: str) -> Fields | None:
         return None if self.obj.get(name) is None else self.obj_field(name)
 
-    def list(self, name: str, *, non_empty: bool = True) -> list[Any]:
+    def items(self, name: str, *, non_empty: bool = True) -> list[Any]:
         value = self.obj.get(name)
         if not isinstance(value, list):
             raise Rejected("invalid_field", f"{self.at(name)}: expected a list, got {_kind(value)}")
@@ -82,7 +82,7 @@ class Fields:
             raise Rejected("invalid_field", f"{self.at(name)}: is empty")
         return value
 
-    def str(self, name: str) -> str:
+    def text(self, name: str) -> str:
         value = self.obj.get(name)
         if isinstance(value, int | float) and not isinstance(value, bool):
             return str(value)  # ids come as numbers or strings depending on the SDK
@@ -90,13 +90,13 @@ class Fields:
             raise Rejected("invalid_field", f"{self.at(name)}: expected a non-empty string, got {_kind(value)}")
         return value.strip()
 
-    def optional_str(self, name: str) -> str | None:
+    def optional_text(self, name: str) -> str | None:
         value = self.obj.get(name)
         if value is None or (isinstance(value, str) and not value.strip()):
             return None
-        return self.str(name)
+        return self.text(name)
 
-    def int(self, name: str, *, minimum: int | None = None) -> int:
+    def integer(self, name: str, *, minimum: int | None = None) -> int:
         value = self.obj.get(name)
         if isinstance(value, str) and value.strip().lstrip("-").isdigit():
             value = int(value)
@@ -108,10 +108,10 @@ class Fields:
             raise Rejected("invalid_field", f"{self.at(name)}: must be >= {minimum}, got {value}")
         return value
 
-    def optional_int(self, name: str) -> int | None:
-        return None if self.obj.get(name) in (None, "") else self.int(name)
+    def optional_integer(self, name: str) -> int | None:
+        return None if self.obj.get(name) in (None, "") else self.integer(name)
 
-    def bool(self, name: str, default: bool = False) -> bool:
+    def flag(self, name: str, default: bool = False) -> bool:
         value = self.obj.get(name, default)
         if not isinstance(value, bool):
             raise Rejected("invalid_field", f"{self.at(name)}: expected true or false, got {_kind(value)}")

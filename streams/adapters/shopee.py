@@ -76,36 +76,34 @@ def normalize(raw: RawInput, body: Any, tenant: str) -> list[OrderEvent]:
             f"Shopee push code {root.obj.get('code')!r} (status/tracking push) is not handled yet; "
             "only get_order_detail responses are",
         )
-    if root.optional_str("error"):
+    if root.optional_text("error"):
         raise Rejected("channel_error", f"Shopee answered error={root.obj['error']!r}: {root.obj.get('message')!r}")
     if not root.has("response"):
         raise Rejected("unknown_shape", "not a Shopee get_order_detail response: no 'response' object")
-    orders = root.obj_field("response").list("order_list")
-    return [
-        _order(raw, Fields(order, f"response.order_list[{i}]"), tenant) for i, order in enumerate(orders)
-    ]
+    orders = root.obj_field("response").items("order_list")
+    return [_order(raw, Fields(order, f"response.order_list[{i}]"), tenant) for i, order in enumerate(orders)]
 
 
 def _order(raw: RawInput, order: Fields, tenant: str) -> OrderEvent:
-    order_sn = order.str("order_sn")
-    region = order.str("region") if order.has("region") else raw.header("market")
-    if region not in Market.__members__:
+    order_sn = order.text("order_sn")
+    region = order.text("region") if order.has("region") else raw.header("market")
+    if region is None or region not in Market.__members__:
         raise Rejected("invalid_field", f"{order.at('region')}: unknown market {region!r}")
     market = Market(region)
-    currency = order.str("currency")
+    currency = order.text("currency")
     if currency != MARKET_CURRENCY[market]:
         raise Rejected(
             "invalid_field",
             f"{order.at('currency')}: {currency} is not the currency of market {market} ({MARKET_CURRENCY[market]})",
         )
-    channel_status = order.str("order_status")
+    channel_status = order.text("order_status")
     status = STATUS.get(channel_status)
     if status is None:
         raise Rejected("unknown_status", f"{order.at('order_status')}: unknown Shopee status {channel_status!r}")
-    method = payment_method(order.optional_str("payment_method"), order.bool("cod"))
-    created_ms = epoch_s_to_ms(order.int("create_time", minimum=1))
-    event_ms = epoch_s_to_ms(order.optional_int("update_time") or order.int("create_time"))
-    ship_by = order.optional_int("ship_by_date")
+    method = payment_method(order.optional_text("payment_method"), order.flag("cod"))
+    created_ms = epoch_s_to_ms(order.integer("create_time", minimum=1))
+    event_ms = epoch_s_to_ms(order.optional_integer("update_time") or order.integer("create_time"))
+    ship_by = order.optional_integer("ship_by_date")
     key = order_key(tenant, CHANNEL, order_sn)
     address = order.optional_obj("recipient_address")
     try:
@@ -114,7 +112,7 @@ def _order(raw: RawInput, order: Fields, tenant: str) -> OrderEvent:
             tenant=tenant,
             channel=CHANNEL,
             market=market,
-            shop_id=raw.header("shop") or (order.str("shop_id") if order.has("shop_id") else ""),
+            shop_id=raw.header("shop") or (order.text("shop_id") if order.has("shop_id") else ""),
             order_key=key,
             channel_order_id=order_sn,
             status=status,
@@ -126,9 +124,9 @@ def _order(raw: RawInput, order: Fields, tenant: str) -> OrderEvent:
             lines=tuple(_lines(order, currency)),
             shipping=Address(
                 country=market,
-                region=address.optional_str("state") if address else None,
-                city=address.optional_str("city") if address else None,
-                postcode=address.optional_str("zipcode") if address else None,
+                region=address.optional_text("state") if address else None,
+                city=address.optional_text("city") if address else None,
+                postcode=address.optional_text("zipcode") if address else None,
             ),
             ship_by_ms=epoch_s_to_ms(ship_by) if ship_by else None,
             created_ms=created_ms,
@@ -143,14 +141,14 @@ def _order(raw: RawInput, order: Fields, tenant: str) -> OrderEvent:
 
 
 def _lines(order: Fields, currency: str) -> list[OrderLine]:
-    lines = []
+    lines: list[OrderLine] = []
     seen: dict[str, int] = {}
-    for i, item in enumerate(order.list("item_list")):
+    for i, item in enumerate(order.items("item_list")):
         f = Fields(item, order.at(f"item_list[{i}]"))
-        sku = f.optional_str("model_sku") or f.optional_str("item_sku")
+        sku = f.optional_text("model_sku") or f.optional_text("item_sku")
         if sku is None:
             raise Rejected("missing_sku", f"{f.path}: neither model_sku nor item_sku is set")
-        line_id = f"{f.str('item_id')}:{f.optional_str('model_id') or '0'}"
+        line_id = f"{f.text('item_id')}:{f.optional_text('model_id') or '0'}"
         seen[line_id] = seen.get(line_id, 0) + 1
         if seen[line_id] > 1:
             line_id = f"{line_id}#{seen[line_id]}"
@@ -160,10 +158,10 @@ def _lines(order: Fields, currency: str) -> list[OrderLine]:
             OrderLine(
                 line_id=line_id,
                 sku=sku,
-                quantity=f.int("model_quantity_purchased", minimum=1),
+                quantity=f.integer("model_quantity_purchased", minimum=1),
                 unit_price_minor=original,
                 paid_price_minor=discounted,
-                promotion_type=f.optional_str("promotion_type"),
+                promotion_type=f.optional_text("promotion_type"),
             )
         )
     return lines
