@@ -65,11 +65,27 @@ class Settings(BaseSettings):
     sink_flush_seconds: float = Field(default=1.0, gt=0, le=60, description="...or at this age.")
     log_level: Literal["debug", "info", "warning", "error"] = Field(default="info")
 
+    webhook_host: str = Field(default="127.0.0.1", description="`oms connectors serve` bind address.")
+    webhook_port: int = Field(default=8080, ge=1, le=65535)
+    webhook_public_url: str = Field(
+        default="", description="Base URL marketplaces call (Shopee signs it); empty: as the request arrived."
+    )
+    webhook_dedupe_hours: float = Field(default=48.0, gt=0, description="How long a delivery id is remembered.")
+    shopee_partner_key: SecretStr = Field(default=SecretStr(""), description="Shopee push signature key.")
+    lazada_app_key: str = Field(default="")
+    lazada_app_secret: SecretStr = Field(default=SecretStr(""))
+    tiktok_app_key: str = Field(default="")
+    tiktok_app_secret: SecretStr = Field(default=SecretStr(""))
+    shopify_webhook_secret: SecretStr = Field(default=SecretStr(""))
+    tokopedia_webhook_secret: SecretStr = Field(default=SecretStr(""), description="X-OMS-Signature scheme.")
+    grab_webhook_secret: SecretStr = Field(default=SecretStr(""), description="X-OMS-Signature scheme.")
+    pos_webhook_secret: SecretStr = Field(default=SecretStr(""), description="X-OMS-Signature scheme.")
+
     @field_validator("kafka_bootstrap")
     @classmethod
     def _bootstrap(cls, value: str) -> str:
         servers = [s.strip() for s in value.split(",") if s.strip()]
-        if not servers or not all(_HOST_PORT.match(s) for s in servers):
+        if not servers or not all(_HOST_PORT.match(s) and 0 < int(s.rsplit(":", 1)[1]) < 65536 for s in servers):
             raise ValueError(f"expected host:port[,host:port...], got {value!r}")
         return ",".join(servers)
 
@@ -144,7 +160,7 @@ def _host(server: str) -> str:
 
 
 def _mask_url_password(text: str) -> str:
-    return re.sub(r"(://[^:/@]+:)[^@]+@", r"\1********@", text)
+    return re.sub(r"(://[^:/@]*:)[^@]+@", r"\1********@", text)
 
 
 def unknown_env_settings(environ: Mapping[str, str]) -> list[str]:

@@ -104,6 +104,10 @@ class PaymentMethod(enum.StrEnum):
     OTHER = "other"
 
 
+#: Avro long: every integer we write must fit, or the record cannot be encoded downstream.
+LONG_MAX = 2**63 - 1
+
+
 class _Record(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", use_enum_values=False)
 
@@ -112,8 +116,8 @@ class OrderLine(_Record):
     line_id: str = Field(min_length=1)
     sku: str = Field(min_length=1)
     quantity: int = Field(gt=0, le=100_000)
-    unit_price_minor: int = Field(ge=0)
-    paid_price_minor: int = Field(ge=0)
+    unit_price_minor: int = Field(ge=0, le=LONG_MAX)
+    paid_price_minor: int = Field(ge=0, le=LONG_MAX)
     promotion_type: str | None = None
 
 
@@ -126,8 +130,8 @@ class Address(_Record):
 
 class RawRef(_Record):
     topic: str
-    partition: int = Field(ge=0)
-    offset: int = Field(ge=0)
+    partition: int = Field(ge=0, le=2**31 - 1)
+    offset: int = Field(ge=0, le=LONG_MAX)
 
 
 class OrderEvent(_Record):
@@ -145,13 +149,13 @@ class OrderEvent(_Record):
     payment_method: PaymentMethod
     is_cod: bool
     currency: str
-    total_minor: int = Field(ge=0)
+    total_minor: int = Field(ge=0, le=LONG_MAX)
     lines: tuple[OrderLine, ...] = Field(min_length=1)
     shipping: Address
-    ship_by_ms: int | None = None
-    created_ms: int = Field(gt=0)
-    event_time_ms: int = Field(gt=0)
-    ingest_time_ms: int = Field(gt=0)
+    ship_by_ms: int | None = Field(default=None, gt=0, le=LONG_MAX)
+    created_ms: int = Field(gt=0, le=LONG_MAX)
+    event_time_ms: int = Field(gt=0, le=LONG_MAX)
+    ingest_time_ms: int = Field(gt=0, le=LONG_MAX)
     raw: RawRef
 
     @model_validator(mode="after")

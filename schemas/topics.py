@@ -71,6 +71,7 @@ ALL: tuple[TopicSpec, ...] = (*RAW_ORDERS, ORDERS, DEAD_LETTERS)
 
 def channel_of_raw_topic(topic: str, prefix: str) -> str | None:
     """``<prefix>raw.orders.shopee`` -> ``shopee``; None for any other topic."""
-    base = topic.removeprefix(prefix)
-    head, _, channel = base.rpartition(".")
+    if not topic.startswith(prefix):
+        return None
+    head, _, channel = topic[len(prefix) :].rpartition(".")
     return channel if head == "raw.orders" and channel in CHANNELS else None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -11,6 +12,7 @@ import orjson
 
 from schemas.order import MoneyError, to_minor
 
+_INTEGER = re.compile(r"^-?[0-9]+$")
 _EVENT_NS = uuid.UUID("6f1c1f4e-6a57-4c55-9a53-2f1c8e2b7a10")
 
 
@@ -98,8 +100,8 @@ class Fields:
 
     def integer(self, name: str, *, minimum: int | None = None) -> int:
         value = self.obj.get(name)
-        if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-            value = int(value)
+        if isinstance(value, str) and _INTEGER.match(value.strip()):
+            value = int(value.strip())
         if isinstance(value, float) and value.is_integer():
             value = int(value)
         if not isinstance(value, int) or isinstance(value, bool):
@@ -112,7 +114,9 @@ class Fields:
         return None if self.obj.get(name) in (None, "") else self.integer(name)
 
     def flag(self, name: str, default: bool = False) -> bool:
-        value = self.obj.get(name, default)
+        value = self.obj.get(name)
+        if value is None:
+            return default
         if not isinstance(value, bool):
             raise Rejected("invalid_field", f"{self.at(name)}: expected true or false, got {_kind(value)}")
         return value
