@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from importlib import resources
 
 from confluent_kafka import KafkaError, Message, Producer
@@ -36,9 +37,16 @@ class RawProducer:
             self._errors.append(f"{msg.topic()}: {err}")
 
     def send(
-        self, channel: str, body: bytes, *, shop: str, delivery_id: str, received_at_ms: int | None = None
+        self,
+        channel: str,
+        body: bytes,
+        *,
+        shop: str,
+        delivery_id: str,
+        received_at_ms: int | None = None,
+        on_delivery: Callable[[KafkaError | None, Message], None] | None = None,
     ) -> None:
-        """Queue one raw record; call ``flush`` to wait for the broker's acknowledgement."""
+        """Queue one raw record; ``flush`` (or ``on_delivery``, served by ``poll``) reports the broker's ack."""
         topic = raw_orders(channel).full_name(self._settings.topic_prefix)
         received = received_at_ms if received_at_ms is not None else int(time.time() * 1000)
         self._producer.produce(
@@ -51,9 +59,13 @@ class RawProducer:
                 ("received_at", str(received).encode()),
                 ("delivery_id", delivery_id.encode()),
             ],
-            on_delivery=self._on_delivery,
+            on_delivery=on_delivery or self._on_delivery,
         )
         self._producer.poll(0)
+
+    def poll(self, timeout: float) -> None:
+        """Serve delivery callbacks (a background thread calls this when callers pass ``on_delivery``)."""
+        self._producer.poll(timeout)
 
     def flush(self, timeout: float = 30.0) -> None:
         left = self._producer.flush(timeout)

@@ -85,6 +85,14 @@ def _sink(settings: Settings, _: argparse.Namespace) -> int:
     return 0
 
 
+def _connectors(settings: Settings, _: argparse.Namespace) -> int:
+    from connectors.webhooks import serve
+
+    print(f"webhooks on http://{settings.webhook_host}:{settings.webhook_port}/webhooks/{{channel}}")
+    serve(settings)
+    return 0
+
+
 def _demo(settings: Settings, args: argparse.Namespace) -> int:
     from oms.demo import run_demo
 
@@ -143,6 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add("worker", _worker, "Run a stream worker (faust) in the foreground.")
     add("sink", _sink, "Run the ClickHouse and Redis sinks in the foreground (owns the embedded ClickHouse).")
+    conn = add("connectors", _connectors, "Channel connectors.")
+    conn.add_argument("action", choices=["serve"], help="serve: the webhook service, POST /webhooks/{channel}")
     add("demo", _demo, "Start everything and push demo orders end to end; print what happened.").add_argument(
         "--timeout", type=float, default=180.0, help="seconds to wait for the pipeline (default 180)"
     )
