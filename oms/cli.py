@@ -93,6 +93,39 @@ def _connectors(settings: Settings, _: argparse.Namespace) -> int:
     return 0
 
 
+def _dlq(settings: Settings, args: argparse.Namespace) -> int:
+    import json
+    from datetime import UTC, datetime
+
+    from oms.dlq import Selection, read_dead_letters, replay
+
+    selection = Selection(channel=args.channel, reason_code=args.reason, ids=frozenset(args.id or ()))
+    if args.action == "replay":
+        result = replay(settings, selection, force=args.force, dry_run=args.dry_run)
+        verb = "would re-drive" if args.dry_run else "re-drove"
+        print(f"{verb} {len(result.replayed)} dead letter(s) to their source topics")
+        if result.skipped:
+            print(f"skipped {len(result.skipped)} already re-driven (use --force to re-drive again)")
+        return 0
+    letters = list(read_dead_letters(settings, selection))[-args.limit :]
+    if args.format == "json":
+        for letter in letters:
+            row = letter.to_avro() | {"original": letter.original.decode("utf-8", "replace")}
+            row["source_key"] = (letter.source_key or b"").decode("utf-8", "replace")
+            row["source_headers"] = {k: v.decode("utf-8", "replace") for k, v in letter.source_headers.items()}
+            print(json.dumps(row, ensure_ascii=False))
+        return 0
+    print(f"{'failed at (UTC)':<20}{'channel':<10}{'reason':<18}{'bytes':>8}  {'dead letter id':<40}detail")
+    for letter in letters:
+        when = datetime.fromtimestamp(letter.failed_at_ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
+        print(
+            f"{when:<20}{letter.channel or '-':<10}{letter.reason_code:<18}{len(letter.original):>8}  "
+            f"{letter.dead_letter_id:<40}{letter.reason[:100]}"
+        )
+    print(f"({len(letters)} shown)")
+    return 0
+
+
 def _demo(settings: Settings, args: argparse.Namespace) -> int:
     from oms.demo import run_demo
 
@@ -153,6 +186,15 @@ def build_parser() -> argparse.ArgumentParser:
     add("sink", _sink, "Run the ClickHouse and Redis sinks in the foreground (owns the embedded ClickHouse).")
     conn = add("connectors", _connectors, "Channel connectors.")
     conn.add_argument("action", choices=["serve"], help="serve: the webhook service, POST /webhooks/{channel}")
+    dlq = add("dlq", _dlq, "Dead letters: list them, or re-drive them through normalization after a fix.")
+    dlq.add_argument("action", choices=["list", "replay"])
+    dlq.add_argument("--channel", help="only this channel")
+    dlq.add_argument("--reason", help="only this reason code, e.g. unknown_status")
+    dlq.add_argument("--id", action="append", help="only this dead letter id (topic:partition:offset); repeatable")
+    dlq.add_argument("--limit", type=int, default=50, help="list: the newest N (default 50)")
+    dlq.add_argument("--format", choices=["table", "json"], default="table", help="list: output format")
+    dlq.add_argument("--dry-run", action="store_true", help="replay: show what would be re-driven")
+    dlq.add_argument("--force", action="store_true", help="replay: re-drive even if re-driven before")
     add("demo", _demo, "Start everything and push demo orders end to end; print what happened.").add_argument(
         "--timeout", type=float, default=180.0, help="seconds to wait for the pipeline (default 180)"
     )
