@@ -126,6 +126,16 @@ def _dlq(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench(settings: Settings, args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from oms.bench import run_normalize, summary
+
+    result = run_normalize(settings, args.records, args.malformed, Path(args.out), rate=args.rate)
+    print(summary(result))
+    return 0
+
+
 def _demo(settings: Settings, args: argparse.Namespace) -> int:
     from oms.demo import run_demo
 
@@ -195,6 +205,12 @@ def build_parser() -> argparse.ArgumentParser:
     dlq.add_argument("--format", choices=["table", "json"], default="table", help="list: output format")
     dlq.add_argument("--dry-run", action="store_true", help="replay: show what would be re-driven")
     dlq.add_argument("--force", action="store_true", help="replay: re-drive even if re-driven before")
+    bench = add("bench", _bench, "Benchmarks that print numbers and write them to a results folder.")
+    bench.add_argument("what", choices=["normalize"], help="normalize: raw records -> canonical events through Kafka")
+    bench.add_argument("--records", type=int, default=20_000, help="raw records to push (default 20000)")
+    bench.add_argument("--malformed", type=float, default=0.02, help="share of malformed bodies (default 0.02)")
+    bench.add_argument("--rate", type=float, default=0.0, help="records/s to pace at (default: as fast as possible)")
+    bench.add_argument("--out", default="results", help="results folder (default results/)")
     add("demo", _demo, "Start everything and push demo orders end to end; print what happened.").add_argument(
         "--timeout", type=float, default=180.0, help="seconds to wait for the pipeline (default 180)"
     )
