@@ -65,6 +65,11 @@ class Settings(BaseSettings):
     sink_flush_seconds: float = Field(default=1.0, gt=0, le=60, description="...or at this age.")
     log_level: Literal["debug", "info", "warning", "error"] = Field(default="info")
 
+    pending_update_wait_s: float = Field(
+        default=6 * 3600.0, gt=0, description="How long a status update waits for its order before it is dead-lettered."
+    )
+    pending_check_s: float = Field(default=10.0, gt=0, le=3600, description="How often waiting updates are checked.")
+
     webhook_host: str = Field(default="127.0.0.1", description="`oms connectors serve` bind address.")
     webhook_port: int = Field(default=8080, ge=1, le=65535)
     webhook_public_url: str = Field(

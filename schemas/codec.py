@@ -116,6 +116,20 @@ class AvroCodec:
         return record
 
 
+def decode_any(data: bytes, names: tuple[str, ...]) -> tuple[str, dict[str, Any]]:
+    """Decode a record from a topic that carries several schemas; returns (schema name, record).
+
+    The fingerprint in the header says which schema wrote it, so one topic can carry e.g. full
+    orders and status updates, in order, under one key.
+    """
+    if len(data) >= HEADER_LEN and data[:2] == MAGIC:
+        fingerprint = data[2:HEADER_LEN]
+        for name in names:
+            if any(s.fingerprint == fingerprint for s in shipped_schemas() if s.name == name):
+                return name, codec(name).decode(data)
+    return names[0], codec(names[0]).decode(data)  # raises the precise CodecError
+
+
 @cache
 def codec(name: str) -> AvroCodec:
     """The shared codec for a schema name."""

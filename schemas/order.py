@@ -12,7 +12,7 @@ from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from schemas.codec import codec
+from schemas.codec import codec, decode_any
 
 
 class Market(enum.StrEnum):
@@ -81,6 +81,24 @@ class OrderStatus(enum.StrEnum):
     @property
     def rank(self) -> int:
         return _RANK[self]
+
+    @property
+    def terminal(self) -> bool:
+        return self in (OrderStatus.CANCELLED, OrderStatus.RETURNED)
+
+    def can_advance_to(self, new: OrderStatus) -> bool:
+        """Whether an order in this status may move to ``new``. Never backwards, never out of a terminal.
+
+        The main chain only moves up. Cancelled is reachable until delivery (a failed delivery comes
+        back as cancelled); returned only from shipped, delivered or completed.
+        """
+        if self.terminal or new == self:
+            return False
+        if new is OrderStatus.CANCELLED:
+            return self.rank <= OrderStatus.SHIPPED.rank
+        if new is OrderStatus.RETURNED:
+            return self in (OrderStatus.SHIPPED, OrderStatus.DELIVERED, OrderStatus.COMPLETED)
+        return new.rank > self.rank
 
 
 _RANK = {
@@ -182,6 +200,44 @@ class OrderEvent(_Record):
     @classmethod
     def decode(cls, data: bytes) -> OrderEvent:
         return cls.from_avro(codec("order_event").decode(data))
+
+
+class OrderStatusUpdate(_Record):
+    """A channel's status push: applies to an order by key, forward only (streams/lifecycle.py)."""
+
+    event_id: str = Field(min_length=1)
+    tenant: str = Field(min_length=1)
+    channel: str = Field(min_length=1)
+    shop_id: str
+    order_key: str = Field(min_length=1)
+    channel_order_id: str = Field(min_length=1)
+    line_id: str | None = None
+    status: OrderStatus
+    channel_status: str
+    event_time_ms: int = Field(gt=0, le=LONG_MAX)
+    ingest_time_ms: int = Field(gt=0, le=LONG_MAX)
+    raw: RawRef
+    original: bytes
+
+    def to_avro(self) -> dict[str, Any]:
+        record = self.model_dump(mode="json")
+        record["original"] = self.original
+        return record
+
+    def encode(self) -> bytes:
+        return codec("order_status_update").encode(self.to_avro())
+
+
+#: What order-changes.v1 carries, told apart by the schema fingerprint in each record's header.
+OrderChange = OrderEvent | OrderStatusUpdate
+CHANGE_SCHEMAS = ("order_event", "order_status_update")
+
+
+def decode_change(data: bytes) -> OrderChange:
+    name, record = decode_any(data, CHANGE_SCHEMAS)
+    if name == "order_event":
+        return OrderEvent.from_avro(record)
+    return OrderStatusUpdate.model_validate(record)
 
 
 class DeadLetter(_Record):

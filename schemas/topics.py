@@ -23,7 +23,8 @@ class TopicSpec:
     name: str
     key: str
     value: str
-    value_schema: str | None
+    value_schemas: tuple[str, ...]
+    """Avro schema names a record may have (the header fingerprint tells which); () = raw bytes."""
     cleanup_policy: str = "delete"
     partitions: int | None = None
     config: dict[str, str] = field(default_factory=dict)
@@ -43,30 +44,38 @@ def raw_orders(channel: str) -> TopicSpec:
         name=f"raw.orders.{channel}",
         key="delivery id or channel order id (bytes, as the connector chose)",
         value=f"{channel} native payload, unchanged (JSON bytes)",
-        value_schema=None,
+        value_schemas=(),
         config=_LARGE,
         description="Headers: channel, shop, received_at (ms), delivery_id.",
     )
 
 
+ORDER_CHANGES = TopicSpec(
+    name="order-changes.v1",
+    key="order key tenant:channel:channel_order_id (utf-8)",
+    value="OrderEvent or OrderStatusUpdate, as normalized; the lifecycle stage makes them orders.v1",
+    value_schemas=("order_event", "order_status_update"),
+    description="Normalize's output, re-keyed by order so one partition sees an order's whole history.",
+)
+
 ORDERS = TopicSpec(
     name="orders.v1",
     key="order key tenant:channel:channel_order_id (utf-8)",
-    value="canonical OrderEvent",
-    value_schema="order_event",
-    description="Every downstream step consumes this.",
+    value="canonical OrderEvent, forward-only per order",
+    value_schemas=("order_event",),
+    description="Every downstream step consumes this: no duplicates of a state, never a step backwards.",
 )
 
 DEAD_LETTERS = TopicSpec(
     name="dead-letters.v1",
     key="source topic (utf-8)",
     value="DeadLetter with the original bytes and a reason",
-    value_schema="dead_letter",
+    value_schemas=("dead_letter",),
     config=_LARGE,
 )
 
 RAW_ORDERS: tuple[TopicSpec, ...] = tuple(raw_orders(c) for c in CHANNELS)
-ALL: tuple[TopicSpec, ...] = (*RAW_ORDERS, ORDERS, DEAD_LETTERS)
+ALL: tuple[TopicSpec, ...] = (*RAW_ORDERS, ORDER_CHANGES, ORDERS, DEAD_LETTERS)
 
 
 def channel_of_raw_topic(topic: str, prefix: str) -> str | None:

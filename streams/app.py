@@ -8,6 +8,7 @@ it commits that offset: at-least-once, made safe downstream by stable event ids.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any
 
@@ -16,9 +17,12 @@ from faust.types import EventT, StreamT
 
 from oms.settings import Settings
 from schemas import topics
+from schemas.codec import CodecError
+from schemas.order import DeadLetter, decode_change
+from streams import lifecycle
 from streams.adapters.base import RawInput
 from streams.codecs import register_codecs
-from streams.normalize import normalize
+from streams.normalize import dead_letter, normalize
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +47,7 @@ def create_app(settings: Settings) -> faust.App:
         consumer_max_fetch_size=16 * 1024 * 1024,
     )
     register_normalize(app, settings)
+    register_lifecycle(app, settings)
     return app
 
 
@@ -72,7 +77,7 @@ def _headers(raw: Mapping[str, bytes] | Iterable[tuple[str, bytes]] | None) -> d
 
 
 def register_normalize(app: faust.App, settings: Settings) -> Any:
-    """raw.orders.<channel> -> orders.v1, or dead-letters.v1 with the original bytes and a reason."""
+    """raw.orders.<channel> -> order-changes.v1 (keyed by order), or dead-letters.v1 with a reason."""
     prefix = settings.topic_prefix
     raw_topic = app.topic(
         *[spec.full_name(prefix) for spec in topics.RAW_ORDERS],
@@ -81,19 +86,95 @@ def register_normalize(app: faust.App, settings: Settings) -> Any:
         key_serializer="raw",
         value_serializer="raw",
     )
-    orders = app.topic(topics.ORDERS.full_name(prefix), key_serializer="raw", value_serializer="oms_order_event")
-    dead = app.topic(topics.DEAD_LETTERS.full_name(prefix), key_serializer="raw", value_serializer="oms_dead_letter")
+    changes = _raw_topic(app, topics.ORDER_CHANGES.full_name(prefix))
+    dead = _dead_letters(app, settings)
 
     async def normalize_agent(stream: StreamT[bytes]) -> AsyncIterator[int]:
         async for event in stream.events():
             raw = raw_input_of(event, prefix)
             outcome = normalize(raw, settings.tenant)
-            for order in outcome.events:
-                await orders.send(key=order.order_key.encode(), value=order.to_avro())
+            for change in outcome.events:
+                await changes.send(key=change.order_key.encode(), value=change.encode())
             if outcome.dead_letter is not None:
-                letter = outcome.dead_letter
-                log.warning("dead letter %s: %s: %s", letter.dead_letter_id, letter.reason_code, letter.reason)
-                await dead.send(key=raw.topic.encode(), value=letter.to_avro())
+                await _send_dead(dead, outcome.dead_letter)
             yield len(outcome.events)
 
     return app.agent(raw_topic, name="normalize")(normalize_agent)
+
+
+def register_lifecycle(app: faust.App, settings: Settings) -> Any:
+    """order-changes.v1 -> orders.v1: forward-only per order, early updates held (streams/lifecycle.py)."""
+    prefix = settings.topic_prefix
+    changes = _raw_topic(app, topics.ORDER_CHANGES.full_name(prefix))
+    orders = app.topic(topics.ORDERS.full_name(prefix), key_serializer="raw", value_serializer="oms_order_event")
+    dead = _dead_letters(app, settings)
+    # use_partitioner: the timer writes outside any event, so the changelog partition must come from
+    # the key (same murmur2 partitioner as the producers of order-changes.v1), not the current event.
+    state = _bytes_table(app, "order-state", settings)
+    waiting = _bytes_table(app, "order-pending", settings)
+
+    async def record(key: bytes, step: lifecycle.Step) -> None:
+        state[key] = step.state.to_bytes()
+        oldest = step.state.oldest_pending_ms
+        if oldest is None:
+            waiting.pop(key, None)
+        else:
+            waiting[key] = str(oldest).encode()
+        for letter in step.dead:
+            await _send_dead(dead, letter)
+
+    async def lifecycle_agent(stream: StreamT[bytes]) -> AsyncIterator[int]:
+        async for event in stream.events():
+            key = event.key if isinstance(event.key, bytes) else b""
+            try:
+                change = decode_change(event.value)
+            except (CodecError, ValueError) as exc:
+                raw = raw_input_of(event, prefix)
+                letter = dead_letter(raw, settings.tenant, "undecodable", str(exc), stage=lifecycle.STAGE)
+                await _send_dead(dead, letter)
+                continue
+            step = lifecycle.apply(lifecycle.OrderState.from_bytes(state.get(key)), change)
+            await record(key, step)
+            for order in step.emit:
+                await orders.send(key=key, value=order.to_avro())
+            yield len(step.emit)
+
+    async def expire_pending() -> None:
+        now = int(time.time() * 1000)
+        wait_ms = int(settings.pending_update_wait_s * 1000)
+        due = [key for key, oldest in list(waiting.items()) if now - int(oldest) >= wait_ms]
+        for key in due:
+            step = lifecycle.expire(lifecycle.OrderState.from_bytes(state.get(key)), now, wait_ms)
+            await record(key, step)
+
+    app.timer(settings.pending_check_s, name="expire-pending-updates")(expire_pending)
+    return app.agent(changes, name="lifecycle")(lifecycle_agent)
+
+
+def _bytes_table(app: faust.App, name: str, settings: Settings) -> Any:
+    """A table of raw bytes keys and values, changelog partition chosen by key.
+
+    use_partitioner: the expiry timer writes outside any event, so the changelog partition must come
+    from the key (the producers' murmur2 partitioner), not from the current event.
+    """
+    table = app.Table(name, key_type=bytes, value_type=bytes, partitions=settings.partitions, use_partitioner=True)
+    # faust derives serializers from the types and would JSON-encode bytes; set them before the
+    # changelog topic is first built.
+    table.key_serializer = "raw"
+    table.value_serializer = "raw"
+    return table
+
+
+def _raw_topic(app: faust.App, name: str) -> Any:
+    return app.topic(name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
+
+
+def _dead_letters(app: faust.App, settings: Settings) -> Any:
+    return app.topic(
+        topics.DEAD_LETTERS.full_name(settings.topic_prefix), key_serializer="raw", value_serializer="oms_dead_letter"
+    )
+
+
+async def _send_dead(dead: Any, letter: DeadLetter) -> None:
+    log.warning("dead letter %s: %s: %s", letter.dead_letter_id, letter.reason_code, letter.reason)
+    await dead.send(key=letter.source_topic.encode(), value=letter.to_avro())

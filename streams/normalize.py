@@ -1,21 +1,22 @@
-"""Normalization: a raw channel record becomes canonical order events or exactly one dead letter.
+"""Normalization: a raw channel record becomes canonical changes or exactly one dead letter.
 
 Pure: no Kafka here. The faust agent in streams/app.py feeds it and sends what it returns.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from schemas.order import DeadLetter, OrderEvent
+from schemas.order import DeadLetter, OrderChange
 from streams.adapters import shopee
 from streams.adapters.base import RawInput, Rejected, parse_json
 
 STAGE = "normalize"
 
-Adapter = Callable[[RawInput, Any, str], list[OrderEvent]]
+#: An adapter turns one parsed body into canonical changes: full orders and/or status updates.
+Adapter = Callable[[RawInput, Any, str], Sequence[OrderChange]]
 
 #: Channel -> adapter. Channels not listed yet are dead-lettered with a clear reason, never dropped.
 ADAPTERS: dict[str, Adapter] = {
@@ -25,9 +26,9 @@ ADAPTERS: dict[str, Adapter] = {
 
 @dataclass(frozen=True)
 class Outcome:
-    """What one raw record became: canonical events, or one dead letter."""
+    """What one raw record became: canonical changes (orders, status updates), or one dead letter."""
 
-    events: tuple[OrderEvent, ...] = ()
+    events: tuple[OrderChange, ...] = ()
     dead_letter: DeadLetter | None = None
 
 

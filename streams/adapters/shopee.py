@@ -15,9 +15,11 @@ from schemas.order import (
     MARKET_CURRENCY,
     Address,
     Market,
+    OrderChange,
     OrderEvent,
     OrderLine,
     OrderStatus,
+    OrderStatusUpdate,
     PaymentMethod,
     RawRef,
     order_key,
@@ -67,21 +69,54 @@ def payment_method(name: str | None, cod: bool) -> PaymentMethod:
     return PaymentMethod.OTHER
 
 
-def normalize(raw: RawInput, body: Any, tenant: str) -> list[OrderEvent]:
-    """All orders in one get_order_detail response body."""
+def normalize(raw: RawInput, body: Any, tenant: str) -> list[OrderChange]:
+    """All orders in one get_order_detail response body, or the status update of one push."""
     root = Fields(body, "")
     if root.has("code") and root.has("data"):
-        raise Rejected(
-            "unsupported_shape",
-            f"Shopee push code {root.obj.get('code')!r} (status/tracking push) is not handled yet; "
-            "only get_order_detail responses are",
-        )
+        return [_status_push(raw, root, tenant)]
     if root.optional_text("error"):
         raise Rejected("channel_error", f"Shopee answered error={root.obj['error']!r}: {root.obj.get('message')!r}")
     if not root.has("response"):
         raise Rejected("unknown_shape", "not a Shopee get_order_detail response: no 'response' object")
     orders = root.obj_field("response").items("order_list")
+    # one change per order: a response may hold up to 50
     return [_order(raw, Fields(order, f"response.order_list[{i}]"), tenant) for i, order in enumerate(orders)]
+
+
+#: Push codes: 3 order status, 4 tracking number (not a status: refused until shipping is modelled).
+STATUS_PUSH = 3
+
+
+def _status_push(raw: RawInput, root: Fields, tenant: str) -> OrderStatusUpdate:
+    code = root.integer("code")
+    if code != STATUS_PUSH:
+        raise Rejected("unsupported_shape", f"code: Shopee push code {code} is not an order status push (3)")
+    data = root.obj_field("data")
+    order_sn = data.text("ordersn")  # sic: no underscore in pushes
+    channel_status = data.text("status")
+    status = STATUS.get(channel_status)
+    if status is None:
+        raise Rejected("unknown_status", f"{data.at('status')}: unknown Shopee status {channel_status!r}")
+    event_ms = epoch_s_to_ms(data.optional_integer("update_time") or root.integer("timestamp", minimum=1))
+    key = order_key(tenant, CHANNEL, order_sn)
+    try:
+        return OrderStatusUpdate(
+            event_id=stable_event_id(key, channel_status, event_ms),
+            tenant=tenant,
+            channel=CHANNEL,
+            shop_id=raw.header("shop") or (root.text("shop_id") if root.has("shop_id") else ""),
+            order_key=key,
+            channel_order_id=order_sn,
+            status=status,
+            channel_status=channel_status,
+            event_time_ms=event_ms,
+            ingest_time_ms=raw.ingest_ms,
+            raw=RawRef(topic=raw.topic, partition=raw.partition, offset=raw.offset),
+            original=raw.value,
+        )
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise Rejected("invalid_field", f"data: canonical field {first['loc'][0]}: {first['msg']}") from exc
 
 
 def _order(raw: RawInput, order: Fields, tenant: str) -> OrderEvent:

@@ -39,7 +39,7 @@ def _private_orders_topic(settings: Settings) -> str:
         name=f"orders.{uuid.uuid4().hex[:6]}.v1",
         key="order key",
         value="OrderEvent",
-        value_schema="order_event",
+        value_schemas=("order_event",),
     )
     ensure_topics(settings, (spec,))
     return spec.full_name(settings.topic_prefix)

@@ -81,7 +81,7 @@ def test_agent_subscribes_to_every_raw_topic_with_the_prefix() -> None:
     assert all(name.startswith("t9.raw.orders.") for name in names)
 
 
-def test_valid_shopee_record_is_sent_to_orders_as_avro_keyed_by_order_key() -> None:
+def test_valid_shopee_record_is_sent_to_order_changes_as_avro_keyed_by_order_key() -> None:
     async def scenario(app: faust.App, agent: Any) -> None:
         _shopee(app, agent)
         await agent.put(value=SAMPLE, key=b"2611270A1B2C3D", headers={"received_at": str(RECEIVED_AT).encode()})
@@ -89,7 +89,7 @@ def test_valid_shopee_record_is_sent_to_orders_as_avro_keyed_by_order_key() -> N
 
     sent = _run(scenario)
     assert len(sent) == 1
-    assert sent[0].topic == "orders.v1"
+    assert sent[0].topic == "order-changes.v1"
     assert sent[0].key == b"default:shopee:2611270A1B2C3D"
     assert sent[0].value[:2] == b"\xc3\x01"
     event = OrderEvent.decode(sent[0].value)
@@ -127,7 +127,7 @@ def test_valid_and_malformed_records_in_one_stream_go_to_their_own_topics_in_ord
         assert agent.results == {0: 1, 1: 0, 2: 1}
 
     sent = _run(scenario)
-    assert [s.topic for s in sent] == ["orders.v1", "dead-letters.v1", "orders.v1"]
+    assert [s.topic for s in sent] == ["order-changes.v1", "dead-letters.v1", "order-changes.v1"]
     assert DeadLetter.decode(sent[1].value).reason_code == "invalid_encoding"
     assert [OrderEvent.decode(sent[i].value).raw.offset for i in (0, 2)] == [0, 2]
     # the same order state twice: same event id, so applying the replay changes nothing downstream
@@ -141,7 +141,7 @@ def test_agent_uses_the_topic_prefix_and_tenant() -> None:
         await agent.put(value=b"nope", key=b"b")
 
     sent = _run(scenario, Settings(topic_prefix="t9.", tenant="acme"))
-    assert [s.topic for s in sent] == ["t9.orders.v1", "t9.dead-letters.v1"]
+    assert [s.topic for s in sent] == ["t9.order-changes.v1", "t9.dead-letters.v1"]
     assert sent[0].key == b"acme:shopee:2611270A1B2C3D"
     assert sent[1].key == b"t9.raw.orders.shopee"
     assert DeadLetter.decode(sent[1].value).tenant == "acme"
@@ -175,7 +175,7 @@ def test_record_with_an_amount_beyond_avro_long_is_dead_lettered_and_the_agent_k
 
     sent = _run(scenario)
     assert crash == []
-    assert [s.topic for s in sent] == ["dead-letters.v1", "orders.v1"]
+    assert [s.topic for s in sent] == ["dead-letters.v1", "order-changes.v1"]
 
 
 # --- raw_input_of, with a fake event ---------------------------------------------------------------------

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from schemas.order import DeadLetter, Market, OrderEvent, OrderStatus, PaymentMethod
+from schemas.order import DeadLetter, Market, OrderEvent, OrderStatus, OrderStatusUpdate, PaymentMethod
 from streams.adapters.base import RawInput
 from streams.normalize import Outcome, normalize
 
@@ -364,12 +364,29 @@ def test_json_that_is_not_a_shopee_response_is_dead_lettered_as_unknown_shape() 
     assert letter.reason_code == "unknown_shape"
 
 
-def test_shopee_status_push_is_dead_lettered_as_unsupported_shape() -> None:
-    push = {"code": 3, "shop_id": 1, "timestamp": 1, "data": {"ordersn": "X", "status": "SHIPPED", "update_time": 1}}
+def test_shopee_status_push_becomes_a_status_update_keyed_by_order_and_keeping_the_push_bytes() -> None:
+    push = {"code": 3, "shop_id": 1, "timestamp": 5, "data": {"ordersn": "X", "status": "SHIPPED", "update_time": 4}}
+    raw = _raw(push)
+    outcome = normalize(raw, TENANT)
+    assert outcome.dead_letter is None
+    (update,) = outcome.events
+    assert isinstance(update, OrderStatusUpdate)
+    assert (update.order_key, update.status, update.event_time_ms) == (f"{TENANT}:shopee:X", OrderStatus.SHIPPED, 4000)
+    assert update.original == raw.value
+
+
+def test_shopee_tracking_number_push_is_dead_lettered_as_unsupported_shape() -> None:
+    push = {"code": 4, "shop_id": 1, "timestamp": 1, "data": {"ordersn": "X", "tracking_no": "TN1"}}
     letter = _refused(push).dead_letter
     assert letter is not None
     assert letter.reason_code == "unsupported_shape"
-    assert "3" in letter.reason
+    assert "4" in letter.reason
+
+
+def test_shopee_status_push_with_an_unknown_status_is_dead_lettered() -> None:
+    push = {"code": 3, "shop_id": 1, "timestamp": 1, "data": {"ordersn": "X", "status": "LOST_IN_SPACE"}}
+    letter = _refused(push).dead_letter
+    assert letter is not None and letter.reason_code == "unknown_status"
 
 
 def test_channel_without_an_adapter_is_dead_lettered_as_no_adapter() -> None:
