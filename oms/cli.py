@@ -164,7 +164,8 @@ def _normalize(settings: Settings, args: argparse.Namespace) -> int:
         print(f"{path}: {letter.reason_code}: {letter.reason}", file=sys.stderr)
         return 1
     for event in outcome.events:
-        print(json.dumps(event.to_avro(), indent=2, ensure_ascii=False))
+        # status updates carry the push's bytes; show them as text, the rest as the Avro record
+        print(json.dumps(event.model_dump(mode="json"), indent=2, ensure_ascii=False, default=str))
     return 0
 
 
