@@ -157,7 +157,7 @@ def _bytes_table(app: faust.App, name: str, settings: Settings) -> Any:
     use_partitioner: the expiry timer writes outside any event, so the changelog partition must come
     from the key (the producers' murmur2 partitioner), not from the current event.
     """
-    table = app.Table(name, key_type=bytes, value_type=bytes, partitions=settings.partitions, use_partitioner=True)
+    table: Any = app.Table(name, key_type=bytes, value_type=bytes, partitions=settings.partitions, use_partitioner=True)
     # faust derives serializers from the types and would JSON-encode bytes; set them before the
     # changelog topic is first built.
     table.key_serializer = "raw"
