@@ -1,4 +1,4 @@
-"""``oms bench normalize``: raw records through a real faust worker and broker, measured.
+"""``oms bench normalize|webhooks``. normalize: raw records through a real faust worker and broker, measured.
 
 Produces N raw records (every channel that has an adapter and a sample, plus a share of malformed
 bodies) to fresh topics, as fast as possible or paced at ``--rate``, waits for one output per record
@@ -6,6 +6,8 @@ on orders.v1 / dead-letters.v1, and reports throughput, latency percentiles and 
 RSS. Latency runs from the raw record's ``received_at`` (carried in the event as ingest_time_ms, or
 in the dead letter's headers) to the output record's Kafka timestamp: one clock, one machine.
 Unpaced, latency is mostly queueing; pace below the throughput to see the service time.
+webhooks: signed marketplace bodies against ``oms connectors serve`` (a child process) with real
+Kafka and Redis; each 200 means Kafka acknowledged the body.
 Results go to results/ as JSON and markdown with the machine and the command.
 """
 
@@ -171,6 +173,115 @@ def run_normalize(
     return result
 
 
+@dataclass
+class WebhookResult:
+    requests: int
+    concurrency: int
+    seconds: float
+    requests_per_s: float
+    latency_ms_p50: float
+    latency_ms_p95: float
+    latency_ms_p99: float
+    latency_ms_max: float
+    accepted: int
+    duplicates: int
+    errors: int
+    service_peak_rss_mb: float
+
+
+def run_webhooks(settings: Settings, requests: int, concurrency: int, out_dir: Path) -> WebhookResult:
+    """Signed Shopee bodies against `oms connectors serve` (a child process) with real Kafka and Redis."""
+    import asyncio
+    import hashlib
+    import hmac
+
+    import aiohttp
+    import orjson
+
+    from infra.process import ManagedProcess, wait_until
+    from oms.runtime import free_port, settings_env
+
+    run = settings.model_copy(update={"topic_prefix": f"bench{uuid.uuid4().hex[:6]}.", "log_level": "warning"})
+    for line in services.up(run):
+        print("  " + line)
+    topics.ensure_topics(run)
+    port = free_port()
+    key = "bench-partner-key"
+    env = settings_env(run, webhook_port=str(port), shopee_partner_key=key, webhook_public_url="https://oms.bench")
+    logs = run.data_path / "logs"
+    service = ManagedProcess("bench-webhooks", logs / "bench-webhooks.pid", logs / "bench-webhooks.log")
+    service.start([sys.executable, "-m", "oms.cli", "connectors", "serve"], env=env)
+    template = orjson.loads(sample("shopee_order_detail.json"))
+    url = f"http://127.0.0.1:{port}/webhooks/shopee"
+
+    def signed(i: int) -> tuple[bytes, str]:
+        template["response"]["order_list"][0]["order_sn"] = f"BENCH{i:08d}"
+        body = orjson.dumps(template)
+        return body, hmac.new(key.encode(), b"https://oms.bench/webhooks/shopee|" + body, hashlib.sha256).hexdigest()
+
+    payloads = [signed(i) for i in range(requests)]
+    latencies: list[float] = []
+    counts = {"accepted": 0, "duplicate": 0, "error": 0}
+
+    async def fire() -> float:
+        async with aiohttp.ClientSession() as session:
+
+            async def ready() -> bool:
+                try:
+                    async with session.get(f"http://127.0.0.1:{port}/healthz") as resp:
+                        return resp.status == 200
+                except aiohttp.ClientError:
+                    return False
+
+            deadline = time.monotonic() + 60
+            while not await ready():
+                if time.monotonic() > deadline or service.pid() is None:
+                    raise ServiceError(f"the webhook service did not start:\n{service.log_tail()}")
+                await asyncio.sleep(0.2)
+            queue = list(reversed(payloads))
+
+            async def client() -> None:
+                while queue:
+                    body, signature = queue.pop()
+                    began = time.perf_counter()
+                    async with session.post(url, data=body, headers={"Authorization": signature}) as resp:
+                        status = (await resp.json()).get("status", "error") if resp.status == 200 else "error"
+                    latencies.append((time.perf_counter() - began) * 1000)
+                    counts[status if status in counts else "error"] += 1
+
+            began = time.monotonic()
+            await asyncio.gather(*(client() for _ in range(concurrency)))
+            return time.monotonic() - began
+
+    try:
+        seconds = asyncio.run(fire())
+        peak = _peak_rss_mb(service.pid())
+    finally:
+        service.stop()
+        wait_until(lambda: service.pid() is None, 10)
+    latencies.sort()
+
+    def pct(q: float) -> float:
+        return round(latencies[min(len(latencies) - 1, int(q * len(latencies)))], 1) if latencies else float("nan")
+
+    result = WebhookResult(
+        requests=requests,
+        concurrency=concurrency,
+        seconds=round(seconds, 2),
+        requests_per_s=round(requests / seconds, 1),
+        latency_ms_p50=pct(0.5),
+        latency_ms_p95=pct(0.95),
+        latency_ms_p99=pct(0.99),
+        latency_ms_max=round(latencies[-1], 1) if latencies else float("nan"),
+        accepted=counts["accepted"],
+        duplicates=counts["duplicate"],
+        errors=counts["error"],
+        service_peak_rss_mb=round(peak, 1),
+    )
+    _write(out_dir, "webhooks", asdict(result))
+    return result
+
+
 def machine() -> dict[str, str]:
     cpu = "?"
     try:
@@ -206,5 +317,5 @@ def _write(out_dir: Path, name: str, numbers: dict[str, object]) -> None:
     print(f"results written to {out_dir}/{name}-{stamp}.json and .md")
 
 
-def summary(result: NormalizeResult) -> str:
+def summary(result: NormalizeResult | WebhookResult) -> str:
     return "\n".join(f"  {k:<22}{v}" for k, v in asdict(result).items())

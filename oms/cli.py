@@ -129,10 +129,12 @@ def _dlq(settings: Settings, args: argparse.Namespace) -> int:
 def _bench(settings: Settings, args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from oms.bench import run_normalize, summary
+    from oms.bench import run_normalize, run_webhooks, summary
 
-    result = run_normalize(settings, args.records, args.malformed, Path(args.out), rate=args.rate)
-    print(summary(result))
+    if args.what == "webhooks":
+        print(summary(run_webhooks(settings, args.records, args.concurrency, Path(args.out))))
+        return 0
+    print(summary(run_normalize(settings, args.records, args.malformed, Path(args.out), rate=args.rate)))
     return 0
 
 
@@ -207,8 +209,13 @@ def build_parser() -> argparse.ArgumentParser:
     dlq.add_argument("--dry-run", action="store_true", help="replay: show what would be re-driven")
     dlq.add_argument("--force", action="store_true", help="replay: re-drive even if re-driven before")
     bench = add("bench", _bench, "Benchmarks that print numbers and write them to a results folder.")
-    bench.add_argument("what", choices=["normalize"], help="normalize: raw records -> canonical events through Kafka")
-    bench.add_argument("--records", type=int, default=20_000, help="raw records to push (default 20000)")
+    bench.add_argument(
+        "what",
+        choices=["normalize", "webhooks"],
+        help="normalize: raw records -> canonical changes through Kafka; webhooks: signed requests/s",
+    )
+    bench.add_argument("--concurrency", type=int, default=32, help="webhooks: concurrent clients (default 32)")
+    bench.add_argument("--records", type=int, default=20_000, help="records or requests (default 20000)")
     bench.add_argument("--malformed", type=float, default=0.02, help="share of malformed bodies (default 0.02)")
     bench.add_argument("--rate", type=float, default=0.0, help="records/s to pace at (default: as fast as possible)")
     bench.add_argument("--out", default="results", help="results folder (default results/)")
