@@ -80,10 +80,13 @@ def unique(prefix: str) -> str:
     return f"{prefix}{uuid.uuid4().hex[:10].upper()}"
 
 
-def read_topic(settings: Settings, topic: str, done: Callable[[list[Any]], bool], timeout: float = 60.0) -> list[Any]:
-    """All messages of a topic from the start, read until ``done(messages)`` or the deadline."""
+def read_topic(
+    settings: Settings, topic: str | list[str], done: Callable[[list[Any]], bool], timeout: float = 60.0
+) -> list[Any]:
+    """All messages of one or more topics from the start, read until ``done(messages)`` or the deadline."""
     import time
 
+    names = [topic] if isinstance(topic, str) else topic
     consumer = Consumer(
         {
             "bootstrap.servers": settings.kafka_bootstrap,
@@ -93,8 +96,11 @@ def read_topic(settings: Settings, topic: str, done: Callable[[list[Any]], bool]
     )
     messages: list[Any] = []
     try:
-        meta = consumer.list_topics(topic, timeout=10).topics[topic]
-        consumer.assign([TopicPartition(topic, p, 0) for p in meta.partitions])
+        assignment = []
+        for name in names:
+            meta = consumer.list_topics(name, timeout=10).topics[name]
+            assignment += [TopicPartition(name, p, 0) for p in meta.partitions]
+        consumer.assign(assignment)
         deadline = time.monotonic() + timeout
         while not done(messages) and time.monotonic() < deadline:
             messages.extend(m for m in consumer.consume(num_messages=500, timeout=0.3) if m.error() is None)
