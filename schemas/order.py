@@ -60,6 +60,10 @@ def to_minor(amount: object, currency: str) -> int:
         raise MoneyError(f"amount {amount!r} is not a number") from exc
     if not value.is_finite():
         raise MoneyError(f"amount {amount!r} is not finite")
+    if value and not -30 <= value.adjusted() <= 30:
+        # '1e999999' would raise decimal.Overflow in scaleb, '1e999990' takes 30 s in int(), and
+        # '1e-9999999' would round to 0: no real amount is anywhere near these.
+        raise MoneyError(f"amount {amount!r} is out of range")
     minor = value.scaleb(exponent)
     if minor != minor.to_integral_value():
         raise MoneyError(f"amount {amount!r} {currency} has more decimals than the currency's {exponent}")

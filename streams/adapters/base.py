@@ -6,13 +6,15 @@ import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
 
 from schemas.order import MoneyError, to_minor
 
-_INTEGER = re.compile(r"^-?[0-9]+$")
+_INTEGER = re.compile(r"^-?[0-9]{1,19}$")  # longer is beyond any long and beyond int()'s digit limit
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _EVENT_NS = uuid.UUID("6f1c1f4e-6a57-4c55-9a53-2f1c8e2b7a10")
 
 
@@ -120,6 +122,29 @@ class Fields:
         if not isinstance(value, bool):
             raise Rejected("invalid_field", f"{self.at(name)}: expected true or false, got {_kind(value)}")
         return value
+
+    def iso_time_ms(self, name: str) -> int:
+        """An ISO-8601 time with a UTC offset ("2026-09-16 10:00:00 +0800", "...T03:12:00Z") as UTC ms.
+
+        A time without an offset is refused: guessing the zone would shift SLAs by hours.
+        """
+        value = self.text(name)
+        try:
+            moment: datetime | None = datetime.fromisoformat(value)
+        except ValueError:
+            moment = None
+        example = "like '2026-09-16 10:00:00 +0800'"
+        if moment is None:
+            raise Rejected("invalid_field", f"{self.at(name)}: {value!r} is not an ISO-8601 time ({example})")
+        if moment.utcoffset() is None:
+            raise Rejected("invalid_field", f"{self.at(name)}: {value!r} has no UTC offset ({example})")
+        try:
+            ms = (moment - _EPOCH) // timedelta(milliseconds=1)
+        except OverflowError as exc:
+            raise Rejected("invalid_field", f"{self.at(name)}: {value!r} is out of range") from exc
+        if ms <= 0:
+            raise Rejected("invalid_field", f"{self.at(name)}: {value!r} is not after 1970")
+        return ms
 
     def money(self, name: str, currency: str) -> int:
         try:
