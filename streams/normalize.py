@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from schemas.order import DeadLetter, OrderChange
-from streams.adapters import shopee
+from streams.adapters import grab, lazada, pos, shopee, shopify, tiktok, tokopedia
 from streams.adapters.base import RawInput, Rejected, parse_json
 
 STAGE = "normalize"
@@ -18,9 +18,15 @@ STAGE = "normalize"
 #: An adapter turns one parsed body into canonical changes: full orders and/or status updates.
 Adapter = Callable[[RawInput, Any, str], Sequence[OrderChange]]
 
-#: Channel -> adapter. Channels not listed yet are dead-lettered with a clear reason, never dropped.
+#: Channel -> adapter. A record on a channel without one is dead-lettered with a reason, never dropped.
 ADAPTERS: dict[str, Adapter] = {
     shopee.CHANNEL: shopee.normalize,
+    lazada.CHANNEL: lazada.normalize,
+    tiktok.CHANNEL: tiktok.normalize,
+    tokopedia.CHANNEL: tokopedia.normalize,
+    shopify.CHANNEL: shopify.normalize,
+    grab.CHANNEL: grab.normalize,
+    pos.CHANNEL: pos.normalize,
 }
 
 
