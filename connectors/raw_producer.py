@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from importlib import resources
+from typing import Any
 
 from confluent_kafka import KafkaError, Message, Producer
 
@@ -19,17 +20,17 @@ class ProduceError(RuntimeError):
 class RawProducer:
     """Acks from every in-sync replica before a delivery counts as accepted (``flush`` waits for them)."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, client_config: Mapping[str, Any] | None = None) -> None:
+        """``client_config``: extra librdkafka settings (timeouts, TLS, SASL for a production cluster)."""
         self._settings = settings
-        self._producer = Producer(
-            {
-                "bootstrap.servers": settings.kafka_bootstrap,
-                "acks": "all",
-                "enable.idempotence": True,
-                "linger.ms": 2,
-                "message.max.bytes": 16 * 1024 * 1024,
-            }
-        )
+        config: dict[str, Any] = {
+            "bootstrap.servers": settings.kafka_bootstrap,
+            "acks": "all",
+            "enable.idempotence": True,
+            "linger.ms": 2,
+            "message.max.bytes": 16 * 1024 * 1024,
+        }
+        self._producer = Producer({**config, **(client_config or {})})
         self._errors: list[str] = []
 
     def _on_delivery(self, err: KafkaError | None, msg: Message) -> None:

@@ -72,7 +72,7 @@ def test_bad_payloads_become_dead_letters_with_original_bytes_and_the_worker_kee
         f"shape-{run}": (b'{"hello": "world"}', "unknown_shape"),
         f"utf8-{run}": (b'{"response": "\xff\xfe"}', "invalid_encoding"),
         f"status-{run}": (shopee_order(f"BAD{run}", order_status="TELEPORTED"), "unknown_status"),
-        f"lazada-{run}": (b'{"order_id": 1}', "no_adapter"),
+        f"lazada-{run}": (b'{"order_id": 1}', "unknown_shape"),
     }
     for delivery_id, (body, _) in bad.items():
         channel = "lazada" if delivery_id.startswith("lazada") else "shopee"
