@@ -11,8 +11,12 @@ numbers may come as strings. It is strict where a wrong guess would cost money o
 - A new order carries no status. What it means depends on how the eater pays (:data:`STATUS`); an
   unknown ``paymentType`` is refused. A body with a non-empty ``orderState`` is not a new order
   (it looks like a listed/polled one) and is refused rather than read as one.
-- Order state pushes (``{"orderID", "state", ...}``) are refused as unsupported: the status stage
-  owns them.
+- Order state pushes (``{"orderID", "merchantID", "state", "code", "message", ...}``) become an order-level
+  ``OrderStatusUpdate`` (:data:`STATE`); an unknown ``state`` is refused. Their time is a GUESS too: the
+  documented push shows none, yet some integrations see one. The first of :data:`STATE_TIME_FIELDS` that is
+  present and readable - an ISO-8601 time with an offset, or epoch seconds or milliseconds (told apart by
+  size), as a number or a numeric string - is the event time; otherwise the time the record was ingested.
+  A missing or unreadable time is never a refusal: a state push without one is still worth applying.
 
 The market is the one whose currency ``currency.code`` is (Grab sends no country); a ``market``
 header from the connector must agree with it.
@@ -26,12 +30,15 @@ from pydantic import ValidationError
 
 from schemas.order import (
     CURRENCY_EXPONENT,
+    LONG_MAX,
     MARKET_CURRENCY,
     Address,
     Market,
+    OrderChange,
     OrderEvent,
     OrderLine,
     OrderStatus,
+    OrderStatusUpdate,
     PaymentMethod,
     RawRef,
     order_key,
@@ -48,6 +55,26 @@ STATUS: dict[str, OrderStatus] = {
     "CASH": OrderStatus.PAID,
 }
 
+#: Order state push ``state`` -> canonical status. An unknown state is refused, never guessed.
+STATE: dict[str, OrderStatus] = {
+    "DRIVER_ALLOCATED": OrderStatus.PROCESSING,  # a rider is on the way: the merchant is preparing the order
+    "DRIVER_ARRIVED": OrderStatus.PROCESSING,  # the rider waits at the store: not handed over yet
+    "COLLECTED": OrderStatus.SHIPPED,  # the rider has the food: it has left the store
+    "DELIVERED": OrderStatus.DELIVERED,
+    "CANCELLED": OrderStatus.CANCELLED,
+    # The order will not reach the eater (no rider found, rejected, or the delivery failed). Grab closes it
+    # like a cancellation and there is no "failed" in the canonical lifecycle, where a failed delivery comes
+    # back as cancelled (OrderStatus.can_advance_to). A FAILED after COLLECTED may mean the food is gone: a
+    # later stock stage must not restock it blindly.
+    "FAILED": OrderStatus.CANCELLED,
+}
+
+#: Where a state push may carry its time, tried in order (a guess: see the module docstring).
+STATE_TIME_FIELDS = ("updatedAt", "updateTime", "updatedTime", "eventTime", "timestamp", "time")
+
+#: Epoch numbers above this are milliseconds, below it seconds (1e11 s is the year 5138, 1e11 ms is 1973).
+_MS_THRESHOLD = 10**11
+
 #: paymentType -> canonical method. Grab does not say which cashless method (GrabPay, card, ...).
 PAYMENT: dict[str, PaymentMethod] = {
     "CASHLESS": PaymentMethod.OTHER,
@@ -62,18 +89,65 @@ EDITED = "SUBMITTED/EDITED"
 MAX_EXPONENT = 6
 
 
-def normalize(raw: RawInput, body: Any, tenant: str) -> list[OrderEvent]:
-    """The order in one Submit Order webhook body."""
+def normalize(raw: RawInput, body: Any, tenant: str) -> list[OrderChange]:
+    """The order in one Submit Order webhook body, or the status update of one order state push."""
     root = Fields(body, "")
     if root.has("state"):
-        raise Rejected(
-            "unsupported_shape",
-            f"Grab order state push (state {root.obj['state']!r}, order {root.obj.get('orderID')!r}): "
-            "state pushes are handled by the status stage",
-        )
+        return [_state_push(raw, root, tenant)]
     if not root.has("orderID") or "items" not in root.obj:
         raise Rejected("unknown_shape", "not a Grab Submit Order webhook: no 'orderID' and 'items'")
     return [_order(raw, root, tenant)]
+
+
+def _state_push(raw: RawInput, push: Fields, tenant: str) -> OrderStatusUpdate:
+    """An order state push: an order-level update (Grab has no per-item states)."""
+    order_id = push.text("orderID")
+    channel_status = push.text("state")
+    status = STATE.get(channel_status)
+    if status is None:
+        raise Rejected("unknown_status", f"{push.at('state')}: unknown Grab order state {channel_status!r}")
+    event_ms = _state_time_ms(push) or raw.ingest_ms
+    key = order_key(tenant, CHANNEL, order_id)
+    try:
+        return OrderStatusUpdate(
+            event_id=stable_event_id(key, channel_status, event_ms),
+            tenant=tenant,
+            channel=CHANNEL,
+            shop_id=raw.header("shop") or push.optional_text("merchantID") or "",
+            order_key=key,
+            channel_order_id=order_id,
+            status=status,
+            channel_status=channel_status,
+            event_time_ms=event_ms,
+            ingest_time_ms=raw.ingest_ms,
+            raw=RawRef(topic=raw.topic, partition=raw.partition, offset=raw.offset),
+            original=raw.value,
+        )
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise Rejected("invalid_field", f"order {order_id}: canonical field {where}: {first['msg']}") from exc
+
+
+def _state_time_ms(push: Fields) -> int | None:
+    """The push's own time in UTC epoch ms, from the first readable :data:`STATE_TIME_FIELDS`; None if none is."""
+    for name in STATE_TIME_FIELDS:
+        value = push.obj.get(name)
+        if value is None or isinstance(value, bool):
+            continue
+        if isinstance(value, str) and not value.strip().isdigit():
+            try:
+                return push.iso_time_ms(name)
+            except Rejected:
+                continue
+        try:
+            number = push.integer(name, minimum=1)
+        except Rejected:
+            continue
+        ms = number if number >= _MS_THRESHOLD else number * 1000
+        if ms <= LONG_MAX:
+            return ms
+    return None
 
 
 def rescale(amount: int, exponent: int, currency: str) -> int | None:
@@ -117,7 +191,7 @@ def _order(raw: RawInput, order: Fields, tenant: str) -> OrderEvent:
         raise Rejected(
             "unsupported_shape",
             f"{order.at('orderState')}: {order.obj['orderState']!r} on a submitted order; only new orders "
-            "(empty orderState) are read here, order states are handled by the status stage",
+            "(empty orderState) are read here, state changes come as order state pushes ({orderID, state})",
         )
     currency = order.obj_field("currency")
     market = _market(raw, currency, currency.text("code"))

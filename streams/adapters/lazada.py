@@ -17,7 +17,15 @@ money as strings or floats depending on the SDK; ``created_at`` like "2026-09-16
   (a canceled unit is not to be shipped); all units canceled: cancelled, with all of them as lines.
   ``channel_status`` is every unit status, sorted, unique, joined by ",".
 - The total is what the buyer pays, by Lazada's own formula: ``price - voucher + shipping_fee``.
-- Push messages (``message_type``) only say that a unit's status changed: the status stage handles them.
+- Push messages with ``message_type`` 0 (trade order) say that ONE unit changed status::
+
+    {"seller_id": .., "message_type": 0, "site": "lazada_my", "timestamp": <ms>,
+     "data": {"order_status": "shipped", "trade_order_id": .., "trade_order_line_id": .., "status_update_time": <s>}}
+
+  Each becomes an ``OrderStatusUpdate`` for that unit: ``line_id`` is the ``trade_order_line_id`` read exactly
+  as ``order_item_id`` is read for the folded ``line_id`` above, so streams.lifecycle finds the unit inside
+  "id1+id2". The status uses the item table below; the time is ``status_update_time`` (seconds), else the
+  push ``timestamp`` (milliseconds). Other message types are refused as unsupported.
 """
 
 from __future__ import annotations
@@ -27,12 +35,15 @@ from typing import Any
 from pydantic import ValidationError
 
 from schemas.order import (
+    LONG_MAX,
     MARKET_CURRENCY,
     Address,
     Market,
+    OrderChange,
     OrderEvent,
     OrderLine,
     OrderStatus,
+    OrderStatusUpdate,
     PaymentMethod,
     RawRef,
     order_key,
@@ -103,15 +114,11 @@ def payment_method(code: str | None) -> PaymentMethod:
     return PaymentMethod.OTHER
 
 
-def normalize(raw: RawInput, body: Any, tenant: str) -> list[OrderEvent]:
-    """The one order in a lazada.order.v1 envelope."""
+def normalize(raw: RawInput, body: Any, tenant: str) -> list[OrderChange]:
+    """The one order in a lazada.order.v1 envelope, or the one unit's status update of a push."""
     root = Fields(body, "")
     if root.has("message_type"):
-        raise Rejected(
-            "unsupported_shape",
-            f"Lazada push message_type {root.obj['message_type']!r} is not an order; "
-            "status pushes are handled by the status stage",
-        )
+        return [_status_push(raw, root, tenant)]
     if not root.has("envelope"):
         raise Rejected("unknown_shape", f"not a Lazada order envelope ({ENVELOPE}): no 'envelope'")
     envelope = root.text("envelope")
@@ -120,6 +127,60 @@ def normalize(raw: RawInput, body: Any, tenant: str) -> list[OrderEvent]:
     order = _answer(root, "order").obj_field("data")
     units = _answer(root, "items").items("data")
     return [_order(raw, order, [Fields(unit, f"items.data[{i}]") for i, unit in enumerate(units)], tenant)]
+
+
+#: Push message_type of trade order (unit status) notifications; other types are not order statuses.
+STATUS_PUSH = 0
+
+
+def _status_push(raw: RawInput, root: Fields, tenant: str) -> OrderStatusUpdate:
+    """One unit's status change: an update of that unit (``line_id``), applied by streams.lifecycle."""
+    message_type = root.integer("message_type")
+    if message_type != STATUS_PUSH:
+        raise Rejected(
+            "unsupported_shape",
+            f"message_type: Lazada push message_type {message_type} is not a trade order status push ({STATUS_PUSH})",
+        )
+    data = root.obj_field("data")
+    order_id = data.text("trade_order_id")
+    line_id = data.text("trade_order_line_id")  # read like order_item_id, so it matches inside a folded line_id
+    channel_status = data.text("order_status")
+    status = STATUS.get(channel_status)
+    if status is None:
+        raise Rejected("unknown_status", f"{data.at('order_status')}: unknown Lazada item status {channel_status!r}")
+    event_ms = _push_time_ms(root, data)
+    key = order_key(tenant, CHANNEL, order_id)
+    try:
+        return OrderStatusUpdate(
+            # the unit is part of the hashed status: two units' pushes in the same second are two updates
+            event_id=stable_event_id(key, f"{line_id}:{channel_status}", event_ms),
+            tenant=tenant,
+            channel=CHANNEL,
+            shop_id=raw.header("shop") or (root.text("seller_id") if root.has("seller_id") else ""),
+            order_key=key,
+            channel_order_id=order_id,
+            line_id=line_id,
+            status=status,
+            channel_status=channel_status,
+            event_time_ms=event_ms,
+            ingest_time_ms=raw.ingest_ms,
+            raw=RawRef(topic=raw.topic, partition=raw.partition, offset=raw.offset),
+            original=raw.value,
+        )
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise Rejected("invalid_field", f"data: canonical field {where}: {first['msg']}") from exc
+
+
+def _push_time_ms(root: Fields, data: Fields) -> int:
+    """``data.status_update_time`` (epoch seconds), else (absent or 0) the push ``timestamp`` (epoch ms)."""
+    seconds = data.optional_integer("status_update_time")
+    f, name, scale = (data, "status_update_time", 1000) if seconds else (root, "timestamp", 1)
+    value = f.integer(name, minimum=1)
+    if value > LONG_MAX // scale:
+        raise Rejected("invalid_field", f"{f.at(name)}: {value} is out of range")
+    return value * scale
 
 
 def _answer(root: Fields, name: str) -> Fields:

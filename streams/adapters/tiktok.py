@@ -7,8 +7,14 @@ Shape (../shared/reference/marketplace-payloads.md): ``{"code": 0, "message": "S
 units of the same SKU at the same prices fold into one line, ``quantity`` = the units, ``line_id`` = their
 ``id``s sorted and joined by "+". The SKU is ``seller_sku``, else TikTok's ``sku_id``.
 
-Since the 2025 merger, Indonesian Tokopedia orders arrive in this shape too: streams.adapters.tokopedia
-hands them to ``normalize(..., channel="tokopedia")``.
+Webhooks ``{"type": 1, "tts_notification_id": .., "shop_id": .., "timestamp": <s>, "data": {"order_id": ..,
+"order_status": .., "update_time": <s>}}``: type 1 (order status change) becomes an order-level
+``OrderStatusUpdate`` (status by the same table, the webhooks' "CANCEL" included), timed by ``data.update_time``,
+else the webhook ``timestamp``, both epoch seconds. TikTok retries a webhook with the same body, so a retry gets
+the same event id. Other webhook types are refused as unsupported.
+
+Since the 2025 merger, Indonesian Tokopedia orders and webhooks arrive in this shape too:
+streams.adapters.tokopedia hands them to ``normalize(..., channel="tokopedia")``.
 """
 
 from __future__ import annotations
@@ -19,12 +25,15 @@ from typing import Any
 from pydantic import ValidationError
 
 from schemas.order import (
+    LONG_MAX,
     MARKET_CURRENCY,
     Address,
     Market,
+    OrderChange,
     OrderEvent,
     OrderLine,
     OrderStatus,
+    OrderStatusUpdate,
     PaymentMethod,
     RawRef,
     order_key,
@@ -90,21 +99,67 @@ def looks_like(body: Any) -> bool:
     )
 
 
-def normalize(raw: RawInput, body: Any, tenant: str, *, channel: str = CHANNEL) -> list[OrderEvent]:
-    """All orders in one Get Order Detail response body, as orders of ``channel``."""
+def normalize(raw: RawInput, body: Any, tenant: str, *, channel: str = CHANNEL) -> list[OrderChange]:
+    """All orders in one Get Order Detail response body, or the status update of one webhook, of ``channel``."""
     root = Fields(body, "")
     if root.has("tts_notification_id") or (root.has("type") and not root.has("code")):
-        raise Rejected(
-            "unsupported_shape",
-            f"TikTok Shop webhook type {root.obj.get('type')!r} is not an order; "
-            "status pushes are handled by the status stage",
-        )
+        return [_webhook(raw, root, tenant, channel)]
     if not root.has("code"):
         raise Rejected("unknown_shape", "not a TikTok Shop Get Order Detail response: no 'code'")
     if root.text("code") != "0":
         raise Rejected("channel_error", f"TikTok Shop answered code={root.obj['code']!r}: {root.obj.get('message')!r}")
     orders = root.obj_field("data").items("orders")
     return [_order(raw, Fields(order, f"data.orders[{i}]"), tenant, channel) for i, order in enumerate(orders)]
+
+
+#: Webhook type of an order status change; the others (reverse, package, product, ...) are not order statuses.
+ORDER_STATUS_CHANGE = 1
+
+
+def _webhook(raw: RawInput, root: Fields, tenant: str, channel: str) -> OrderStatusUpdate:
+    """An order status change webhook: an order-level update (TikTok reports status per order, not per unit)."""
+    kind = root.integer("type")
+    if kind != ORDER_STATUS_CHANGE:
+        raise Rejected(
+            "unsupported_shape",
+            f"type: TikTok Shop webhook type {kind} is not an order status change ({ORDER_STATUS_CHANGE})",
+        )
+    data = root.obj_field("data")
+    order_id = data.text("order_id")
+    channel_status = data.text("order_status")
+    status = STATUS.get(channel_status)
+    if status is None:
+        raise Rejected("unknown_status", f"{data.at('order_status')}: unknown TikTok Shop status {channel_status!r}")
+    event_ms = _webhook_time_ms(root, data)
+    key = order_key(tenant, channel, order_id)
+    try:
+        return OrderStatusUpdate(
+            event_id=stable_event_id(key, channel_status, event_ms),
+            tenant=tenant,
+            channel=channel,
+            shop_id=raw.header("shop") or (root.text("shop_id") if root.has("shop_id") else ""),
+            order_key=key,
+            channel_order_id=order_id,
+            status=status,
+            channel_status=channel_status,
+            event_time_ms=event_ms,
+            ingest_time_ms=raw.ingest_ms,
+            raw=RawRef(topic=raw.topic, partition=raw.partition, offset=raw.offset),
+            original=raw.value,
+        )
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise Rejected("invalid_field", f"data: canonical field {where}: {first['msg']}") from exc
+
+
+def _webhook_time_ms(root: Fields, data: Fields) -> int:
+    """``data.update_time``, else (absent or 0) the webhook ``timestamp``: both epoch seconds, as epoch ms."""
+    f, name = (data, "update_time") if data.optional_integer("update_time") else (root, "timestamp")
+    seconds = f.integer(name, minimum=1)
+    if seconds > LONG_MAX // 1000:
+        raise Rejected("invalid_field", f"{f.at(name)}: {seconds} s is out of range")
+    return epoch_s_to_ms(seconds)
 
 
 def _order(raw: RawInput, order: Fields, tenant: str, channel: str) -> OrderEvent:

@@ -10,8 +10,9 @@ With encryption on, personal data travels in ``encryption{secret, content}`` (RS
 seller's private key, which this stage does not hold): the order is still accepted, with whatever parts of
 the address remain in clear and None for the rest.
 
-Since the 2025 merger with TikTok Shop, Indonesian orders come as TikTok Shop Get Order Detail responses:
-those go through streams.adapters.tiktok and stay on channel "tokopedia".
+Since the 2025 merger with TikTok Shop, Indonesian orders come as TikTok Shop Get Order Detail responses, and
+their status changes as TikTok Shop webhooks: both go through streams.adapters.tiktok and stay on channel
+"tokopedia". A webhook names no market, so only full orders are checked to be in market ID.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from schemas.order import (
     MARKET_CURRENCY,
     Address,
     Market,
+    OrderChange,
     OrderEvent,
     OrderLine,
     OrderStatus,
@@ -74,12 +76,12 @@ _RUPIAH = ("RP", "IDR")
 _INTEGER_TEXT = re.compile(r"-?[0-9]+")
 
 
-def normalize(raw: RawInput, body: Any, tenant: str) -> list[OrderEvent]:
-    """The orders in a legacy Tokopedia body, or in a TikTok Shop-shaped one for an Indonesian shop."""
+def normalize(raw: RawInput, body: Any, tenant: str) -> list[OrderChange]:
+    """The orders in a legacy Tokopedia body, or a TikTok Shop-shaped order or webhook of an Indonesian shop."""
     if tiktok.looks_like(body):
         events = tiktok.normalize(raw, body, tenant, channel=CHANNEL)
         for i, event in enumerate(events):
-            if event.market is not MARKET:
+            if isinstance(event, OrderEvent) and event.market is not MARKET:
                 raise Rejected(
                     "invalid_field",
                     f"data.orders[{i}].recipient_address.region_code: Tokopedia is market {MARKET}, not {event.market}",

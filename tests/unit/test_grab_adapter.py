@@ -1,4 +1,5 @@
-"""Grab partner Submit Order webhooks -> canonical OrderEvent (streams.adapters.grab)."""
+"""Grab partner Submit Order webhooks -> canonical OrderEvent, order state pushes -> OrderStatusUpdate
+(streams.adapters.grab)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from schemas.order import Market, OrderEvent, OrderStatus, PaymentMethod
+from schemas.order import Market, OrderEvent, OrderStatus, OrderStatusUpdate, PaymentMethod, decode_change
 from streams.adapters import grab
 from streams.adapters.base import RawInput, Rejected
 from tests.unit.payload_mutations import json_values, mutate, paths
@@ -43,6 +44,7 @@ def _raw(value: Any, **changes: Any) -> RawInput:
 def _one_event(body: Any, **changes: Any) -> OrderEvent:
     events = grab.normalize(_raw(body, **changes), body, TENANT)
     assert len(events) == 1
+    assert isinstance(events[0], OrderEvent)
     return events[0]
 
 
@@ -140,14 +142,125 @@ def test_edited_resubmission_gets_its_own_channel_status_and_event_id() -> None:
     assert edited.event_id != _one_event(SAMPLE).event_id
 
 
+# --- order state pushes ----------------------------------------------------------------------------------
+
+PUSH: dict[str, Any] = {
+    "orderID": "123-CYNKLPCVRN5L",
+    "merchantID": "1-CYTUMBDLAEAUN2",
+    "partnerMerchantID": "store-sg-orchard",
+    "state": "COLLECTED",
+    "driverETA": 300,
+    "code": "",
+    "message": "",
+}
+
+
+def _push(**fields: Any) -> dict[str, Any]:
+    return {**copy.deepcopy(PUSH), **fields}
+
+
+def _update(body: dict[str, Any], **changes: Any) -> OrderStatusUpdate:
+    [update] = grab.normalize(_raw(body, **changes), body, TENANT)
+    assert isinstance(update, OrderStatusUpdate)
+    return update
+
+
+def test_state_push_becomes_an_order_level_update_of_the_submitted_order_keeping_the_push_bytes() -> None:
+    raw = _raw(PUSH)
+    [update] = grab.normalize(raw, PUSH, TENANT)
+    assert isinstance(update, OrderStatusUpdate)
+    assert (update.tenant, update.channel, update.channel_order_id) == (TENANT, "grab", "123-CYNKLPCVRN5L")
+    assert update.order_key == _one_event(SAMPLE).order_key
+    assert (update.status, update.channel_status, update.line_id) == (OrderStatus.SHIPPED, "COLLECTED", None)
+    assert update.event_time_ms == update.ingest_time_ms == INGEST_MS  # no time in the push: when it came
+    assert update.shop_id == "1-CYTUMBDLAEAUN2"  # merchantID, as no shop header came
+    assert (update.raw.topic, update.raw.partition, update.raw.offset) == ("raw.orders.grab", 2, 11)
+    assert update.original == raw.value
+    assert decode_change(update.encode()) == update
+
+
 @pytest.mark.parametrize(
-    "state", ["DRIVER_ALLOCATED", "DRIVER_ARRIVED", "COLLECTED", "DELIVERED", "CANCELLED", "FAILED"]
+    ("state", "canonical"),
+    [
+        ("DRIVER_ALLOCATED", OrderStatus.PROCESSING),
+        ("DRIVER_ARRIVED", OrderStatus.PROCESSING),
+        ("COLLECTED", OrderStatus.SHIPPED),
+        ("DELIVERED", OrderStatus.DELIVERED),
+        ("CANCELLED", OrderStatus.CANCELLED),
+        ("FAILED", OrderStatus.CANCELLED),  # will not reach the eater: closed like a cancellation
+    ],
 )
-def test_order_state_push_is_refused_as_unsupported_shape_for_the_status_stage(state: str) -> None:
-    push = {"orderID": "123-CYNKLPCVRN5L", "merchantID": "1-CYTUMBDLAEAUN2", "state": state, "code": "", "message": ""}
-    refusal = _refusal(push)
-    assert refusal.code == "unsupported_shape"
-    assert state in refusal.reason and "status stage" in refusal.reason
+def test_every_order_state_maps_to_a_canonical_status(state: str, canonical: OrderStatus) -> None:
+    update = _update(_push(state=state))
+    assert (update.status, update.channel_status) == (canonical, state)
+
+
+def test_shop_header_wins_over_merchant_id_in_a_state_push() -> None:
+    assert _update(PUSH, headers={"shop": b"grab-sg-1"}).shop_id == "grab-sg-1"
+    body = _push()
+    del body["merchantID"]
+    assert _update(body).shop_id == ""
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "expected_ms"),
+    [
+        ("updatedAt", "2026-11-27T10:25:00Z", 1_795_775_100_000),
+        ("updatedAt", "2026-11-27T18:25:00+08:00", 1_795_775_100_000),
+        ("updateTime", 1_795_775_100, 1_795_775_100_000),  # epoch seconds
+        ("timestamp", 1_795_775_100_123, 1_795_775_100_123),  # epoch milliseconds
+        ("eventTime", "1795775100", 1_795_775_100_000),  # a numeric string
+    ],
+)
+def test_a_time_in_the_push_is_its_event_time_in_any_of_the_guessed_forms(
+    field: str, value: Any, expected_ms: int
+) -> None:
+    update = _update(_push(**{field: value}))
+    assert update.event_time_ms == expected_ms
+    assert update.ingest_time_ms == INGEST_MS
+
+
+@pytest.mark.parametrize("value", ["", "soon", "2026-11-27T10:25:00", -5, 0, True, 1.5, 2**63, {"s": 1}])
+def test_an_unreadable_time_is_not_a_refusal_the_ingest_time_stands_in(value: Any) -> None:
+    assert _update(_push(updatedAt=value)).event_time_ms == INGEST_MS
+
+
+def test_the_first_readable_time_field_wins() -> None:
+    body = _push(updatedAt="garbled", updateTime=1_795_775_100, timestamp=1_795_775_200)
+    assert _update(body).event_time_ms == 1_795_775_100_000
+
+
+def test_state_push_event_id_is_stable_for_the_same_push_and_differs_by_state_and_time() -> None:
+    timed = _push(updatedAt="2026-11-27T10:25:00Z")
+    update = _update(timed)
+    assert _update(timed, offset=12, ingest_ms=INGEST_MS + 5_000).event_id == update.event_id
+    assert _update(PUSH).event_id == _update(PUSH, offset=12).event_id, "a replay keeps its ingest time"
+    assert _update({**timed, "state": "DELIVERED"}).event_id != update.event_id
+    assert _update({**timed, "updatedAt": "2026-11-27T10:26:00Z"}).event_id != update.event_id
+
+
+@pytest.mark.parametrize("state", ["PICKED_UP", "collected", "ACCEPTED"])
+def test_unknown_order_state_is_refused_as_unknown_status_naming_state(state: str) -> None:
+    refusal = _refusal(_push(state=state))
+    assert refusal.code == "unknown_status"
+    assert refusal.reason.startswith("state:") and state in refusal.reason
+
+
+@pytest.mark.parametrize("value", ["delete", None, "", "  ", ["123"]])
+def test_state_push_without_an_order_id_is_refused_as_invalid_field_naming_it(value: Any) -> None:
+    body = _push()
+    if value == "delete":
+        del body["orderID"]
+    else:
+        body["orderID"] = value
+    refusal = _refusal(body)
+    assert (refusal.code, refusal.reason.startswith("orderID:")) == ("invalid_field", True)
+
+
+@pytest.mark.parametrize("state", ["", "  ", ["COLLECTED"], {"name": "COLLECTED"}])
+def test_state_that_is_not_a_name_is_refused_as_invalid_field_naming_it(state: Any) -> None:
+    refusal = _refusal(_push(state=state))
+    assert (refusal.code, refusal.reason.startswith("state:")) == ("invalid_field", True)
 
 
 def test_submitted_body_with_an_order_state_is_refused_rather_than_read_as_a_new_order() -> None:
@@ -358,3 +471,34 @@ def test_mutated_sample_gives_encodable_events_or_a_rejection_never_another_exce
         return
     for event in events:
         assert OrderEvent.decode(event.encode()) == event
+
+
+PUSH_PATHS = paths(PUSH)
+push_values = json_values | st.sampled_from(["COLLECTED", "FAILED", "2026-11-27T10:25:00Z", 1_795_775_100, ""])
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from([*PUSH_PATHS, ("updatedAt",), ("timestamp",)]),
+            st.just(("delete",)) | push_values.map(lambda v: ("set", v)),
+        ),
+        min_size=1,
+        max_size=4,
+    )
+)
+def test_mutated_state_push_gives_one_encodable_update_or_a_rejection_never_another_exception(
+    changes: list[Any],
+) -> None:
+    body = _push()
+    for path, op in changes:
+        mutate(body, path, op)
+    try:
+        changes_out = grab.normalize(_raw(body), body, TENANT)
+    except Rejected as exc:
+        assert exc.code and exc.reason
+        return
+    [update] = changes_out  # without a state it is no Submit Order either (no items): refused above
+    assert isinstance(update, OrderStatusUpdate)
+    assert decode_change(update.encode()) == update

@@ -1,4 +1,5 @@
-"""Lazada lazada.order.v1 envelope (GetOrder + GetOrderItems) -> canonical OrderEvent, or Rejected naming the field."""
+"""Lazada lazada.order.v1 envelope (GetOrder + GetOrderItems) -> canonical OrderEvent, and unit status pushes ->
+OrderStatusUpdate of that unit, or Rejected naming the field."""
 
 from __future__ import annotations
 
@@ -11,9 +12,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from schemas.order import Market, OrderEvent, OrderStatus, PaymentMethod
+from schemas.order import Market, OrderChange, OrderEvent, OrderStatus, OrderStatusUpdate, PaymentMethod, decode_change
 from streams.adapters import lazada
 from streams.adapters.base import RawInput, Rejected, parse_json
+from streams.lifecycle import OrderState, apply
 from tests.unit.payload_mutations import json_values, mutate, paths
 
 TENANT = "t1"
@@ -52,6 +54,7 @@ def _raw(**changes: Any) -> RawInput:
 def _one(body: Any = None, **changes: Any) -> OrderEvent:
     events = lazada.normalize(_raw(**changes), _body() if body is None else body, TENANT)
     assert len(events) == 1
+    assert isinstance(events[0], OrderEvent)
     return events[0]
 
 
@@ -71,6 +74,7 @@ def _set_all_statuses(body: dict[str, Any], status: str) -> None:
 
 def test_sample_bytes_become_one_event_with_order_identity_market_and_shop() -> None:
     [event] = lazada.normalize(_raw(), parse_json(SAMPLE_BYTES), TENANT)
+    assert isinstance(event, OrderEvent)
     assert event.channel == "lazada"
     assert event.channel_order_id == "600123456789012"
     assert event.order_key == "t1:lazada:600123456789012"
@@ -376,24 +380,6 @@ def test_lazada_error_code_in_either_response_is_refused_as_channel_error(answer
     assert "IllegalAccessToken" in refusal.reason
 
 
-def test_push_message_is_refused_as_unsupported_shape_for_the_status_stage() -> None:
-    push = {
-        "seller_id": "1000123456",
-        "message_type": 0,
-        "data": {
-            "order_status": "shipped",
-            "trade_order_id": "600123456789012",
-            "trade_order_line_id": "600123456889012",
-            "status_update_time": 1789539605,
-        },
-        "timestamp": 1789539605123,
-        "site": "lazada_my",
-    }
-    refusal = _refused(push)
-    assert refusal.code == "unsupported_shape"
-    assert "status stage" in refusal.reason
-
-
 def test_bare_getorder_response_without_the_envelope_is_refused_as_unknown_shape() -> None:
     assert _refused(_body()["order"]).code == "unknown_shape"
 
@@ -423,6 +409,204 @@ def test_event_id_differs_when_a_unit_status_changes() -> None:
     assert _one(body).event_id != _one().event_id
 
 
+# --- unit status pushes ----------------------------------------------------------------------------------
+
+PUSH: dict[str, Any] = {
+    "seller_id": "1000123456",
+    "message_type": 0,
+    "data": {
+        "order_status": "shipped",
+        "trade_order_id": "600123456789012",
+        "trade_order_line_id": "600123456889012",
+        "status_update_time": 1789539605,
+    },
+    "timestamp": 1789539605123,
+    "site": "lazada_my",
+}
+
+
+def _push(**data: Any) -> dict[str, Any]:
+    body = copy.deepcopy(PUSH)
+    body["data"].update(data)
+    return body
+
+
+def _push_raw(body: dict[str, Any], **changes: Any) -> RawInput:
+    return _raw(value=json.dumps(body).encode(), **changes)
+
+
+def _update(body: dict[str, Any], **changes: Any) -> OrderStatusUpdate:
+    [update] = lazada.normalize(_push_raw(body, **changes), body, TENANT)
+    assert isinstance(update, OrderStatusUpdate)
+    return update
+
+
+def test_unit_status_push_becomes_an_update_of_that_unit_keeping_the_push_bytes() -> None:
+    raw = _push_raw(PUSH)
+    [update] = lazada.normalize(raw, parse_json(raw.value), TENANT)
+    assert isinstance(update, OrderStatusUpdate)
+    assert (update.tenant, update.channel, update.channel_order_id) == (TENANT, "lazada", "600123456789012")
+    assert update.order_key == "t1:lazada:600123456789012" == _one().order_key
+    assert update.line_id == "600123456889012"
+    assert (update.status, update.channel_status) == (OrderStatus.SHIPPED, "shipped")
+    assert update.event_time_ms == 1_789_539_605_000  # status_update_time is in seconds
+    assert (update.shop_id, update.ingest_time_ms) == ("MY1A2B3C", INGEST_MS)
+    assert (update.raw.topic, update.raw.partition, update.raw.offset) == ("raw.orders.lazada", 1, 7)
+    assert update.original == raw.value
+    assert decode_change(update.encode()) == update
+
+
+def test_push_line_id_is_one_of_the_unit_ids_folded_into_the_order_line_id() -> None:
+    units = {unit for line in _one().lines for unit in line.line_id.split("+")}
+    assert "600123456889013" in units
+    for line_id in (600123456889013, "600123456889013", " 600123456889013 "):  # number or string, as SDKs send
+        assert _update(_push(trade_order_line_id=line_id)).line_id == "600123456889013"
+    assert _update(_push(trade_order_id=600123456789012)).order_key == _one().order_key
+
+
+@pytest.mark.parametrize("missing", [None, "", 0])
+def test_without_status_update_time_the_push_timestamp_in_milliseconds_is_the_event_time(missing: Any) -> None:
+    assert _update(_push(status_update_time=missing)).event_time_ms == 1_789_539_605_123
+    body = _push()
+    del body["data"]["status_update_time"]
+    assert _update(body).event_time_ms == 1_789_539_605_123
+
+
+def test_push_shop_id_is_the_seller_id_without_a_shop_header() -> None:
+    assert _update(PUSH, headers={"market": b"MY"}).shop_id == "1000123456"
+    body = copy.deepcopy(PUSH)
+    del body["seller_id"]
+    assert _update(body, headers={}).shop_id == ""
+
+
+@pytest.mark.parametrize(("item_status", "canonical"), sorted(lazada.STATUS.items()))
+def test_every_item_status_in_a_push_maps_like_in_an_order(item_status: str, canonical: OrderStatus) -> None:
+    update = _update(_push(order_status=item_status))
+    assert (update.status, update.channel_status) == (canonical, item_status)
+
+
+@pytest.mark.parametrize("status", ["teleported", "cancelled", "SHIPPED"])
+def test_push_with_an_unknown_status_is_refused_as_unknown_status_naming_the_field(status: str) -> None:
+    refusal = _refused(_push(order_status=status))
+    assert refusal.code == "unknown_status"
+    assert "data.order_status" in refusal.reason and status in refusal.reason
+
+
+@pytest.mark.parametrize("message_type", [1, 3, "10"])
+def test_push_of_another_message_type_is_refused_as_unsupported_shape(message_type: Any) -> None:
+    body = _push()
+    body["message_type"] = message_type
+    refusal = _refused(body)
+    assert refusal.code == "unsupported_shape"
+    assert "message_type" in refusal.reason and str(message_type) in refusal.reason
+
+
+@pytest.mark.parametrize("field", ["trade_order_id", "trade_order_line_id", "order_status"])
+@pytest.mark.parametrize("value", ["delete", None, "", {"id": 1}])
+def test_push_without_an_id_or_status_is_refused_as_invalid_field_naming_the_path(field: str, value: Any) -> None:
+    body = _push()
+    if value == "delete":
+        del body["data"][field]
+    else:
+        body["data"][field] = value
+    refusal = _refused(body)
+    assert (refusal.code, f"data.{field}" in refusal.reason) == ("invalid_field", True)
+
+
+def test_push_without_data_is_refused_as_invalid_field_naming_data() -> None:
+    body = copy.deepcopy(PUSH)
+    del body["data"]
+    refusal = _refused(body)
+    assert (refusal.code, refusal.reason.startswith("data:")) == ("invalid_field", True)
+
+
+@pytest.mark.parametrize(
+    ("data", "timestamp", "path"),
+    [
+        ({"status_update_time": -5}, 1789539605123, "data.status_update_time"),
+        ({"status_update_time": "soon"}, 1789539605123, "data.status_update_time"),
+        ({"status_update_time": 2**62}, 1789539605123, "data.status_update_time"),
+        ({"status_update_time": None}, None, "timestamp"),
+        ({"status_update_time": None}, "1.5.2026", "timestamp"),
+    ],
+)
+def test_push_without_a_readable_time_is_refused_as_invalid_field_naming_the_path(
+    data: dict[str, Any], timestamp: Any, path: str
+) -> None:
+    body = _push(**data)
+    body["timestamp"] = timestamp
+    refusal = _refused(body)
+    assert refusal.code == "invalid_field"
+    assert refusal.reason.startswith(f"{path}:")
+
+
+def test_push_event_id_is_stable_on_replay_and_differs_per_unit_status_and_time() -> None:
+    update = _update(PUSH)
+    assert _update(PUSH, offset=99, partition=0, ingest_ms=INGEST_MS + 1).event_id == update.event_id
+    other_unit = _update(_push(trade_order_line_id="600123456889013"))
+    assert other_unit.event_time_ms == update.event_time_ms
+    assert other_unit.event_id != update.event_id, "two units' pushes in the same second are two updates"
+    assert _update(_push(order_status="delivered")).event_id != update.event_id
+    assert _update(_push(status_update_time=1789539606)).event_id != update.event_id
+
+
+def _two_tees() -> OrderEvent:
+    """The sample without the cap: one line of two units of one SKU, both packed."""
+    body = _body()
+    del _units(body)[2]
+    order = _one(body)
+    assert [(line.line_id, line.quantity) for line in order.lines] == [("600123456889012+600123456889013", 2)]
+    return order
+
+
+def _run(changes: list[OrderChange]) -> tuple[OrderState, list[OrderEvent]]:
+    """Through streams.lifecycle, storing and reloading the state each step as the faust table does."""
+    state, emitted = OrderState(), list[OrderEvent]()
+    for change in changes:
+        step = apply(OrderState.from_bytes(state.to_bytes()), change)
+        state = step.state
+        emitted.extend(step.emit)
+    return state, emitted
+
+
+def test_one_shipped_unit_of_two_keeps_the_order_processing_and_the_second_ships_it() -> None:
+    order = _two_tees()
+    assert order.status is OrderStatus.PROCESSING
+    first = _update(_push(trade_order_line_id="600123456889012", status_update_time=1789540000))
+    second = _update(_push(trade_order_line_id="600123456889013", status_update_time=1789540000), offset=8)
+
+    state, emitted = _run([order, first])
+    assert [e.status for e in emitted] == [OrderStatus.PROCESSING], "one unit of two shipped: not shipped yet"
+    assert state.line_status == {"600123456889012": OrderStatus.SHIPPED}
+
+    state, emitted = _run([order, first, second])
+    assert [e.status for e in emitted] == [OrderStatus.PROCESSING, OrderStatus.SHIPPED]
+    shipped = emitted[-1]
+    assert (shipped.channel_status, shipped.event_id, shipped.event_time_ms) == (
+        "shipped",
+        second.event_id,
+        1_789_540_000_000,
+    )
+    assert shipped.lines == order.lines, "a push moves the status and keeps the order's lines and money"
+    assert state.line_status == {"600123456889012": OrderStatus.SHIPPED, "600123456889013": OrderStatus.SHIPPED}
+
+
+def test_unit_pushes_that_arrive_before_the_order_wait_and_then_ship_it() -> None:
+    order = _two_tees()
+    first = _update(_push(trade_order_line_id="600123456889012", status_update_time=1789540000))
+    second = _update(_push(trade_order_line_id="600123456889013", status_update_time=1789540000), offset=8)
+    _, emitted = _run([first, second, first, order])
+    assert [e.status for e in emitted] == [OrderStatus.PROCESSING, OrderStatus.SHIPPED]
+
+
+def test_a_canceled_unit_push_and_a_shipped_one_ship_the_order() -> None:
+    order = _two_tees()
+    canceled = _update(_push(trade_order_line_id="600123456889012", order_status="canceled"))
+    shipped = _update(_push(trade_order_line_id="600123456889013", status_update_time=1789540000))
+    _, emitted = _run([order, canceled, shipped])
+    assert [e.status for e in emitted] == [OrderStatus.PROCESSING, OrderStatus.SHIPPED]
+
+
 # --- property --------------------------------------------------------------------------------------------
 
 SAMPLE_PATHS = paths(SAMPLE)
@@ -446,3 +630,28 @@ def test_mutated_sample_gives_events_or_a_rejection_never_another_exception(chan
     else:
         assert len(events) == 1
         assert isinstance(events[0], OrderEvent)
+
+
+PUSH_PATHS = paths(PUSH)
+push_values = json_values | st.sampled_from(["shipped", "canceled", "600123456889012", "0", 0, 1789539605, ""])
+push_mutations = st.tuples(
+    st.sampled_from(PUSH_PATHS), st.one_of(st.just(("delete",)), push_values.map(lambda v: ("set", v)))
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(push_mutations, min_size=1, max_size=4))
+def test_mutated_push_gives_one_encodable_update_or_a_rejection_never_another_exception(changes: list[Any]) -> None:
+    body = _push()
+    for path, op in changes:
+        mutate(body, path, op)
+    try:
+        changes_out = lazada.normalize(_push_raw(body), body, TENANT)
+    except Rejected as refusal:
+        assert refusal.code in CODES
+        assert refusal.reason
+    else:
+        [update] = changes_out
+        assert isinstance(update, OrderStatusUpdate)
+        assert update.line_id
+        assert decode_change(update.encode()) == update

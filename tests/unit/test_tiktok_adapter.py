@@ -1,4 +1,5 @@
-"""TikTok Shop API 202309 Get Order Detail -> canonical OrderEvent, or Rejected naming the field."""
+"""TikTok Shop API 202309 Get Order Detail -> canonical OrderEvent, and order status webhooks -> OrderStatusUpdate,
+or Rejected naming the field."""
 
 from __future__ import annotations
 
@@ -11,9 +12,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from schemas.order import Market, OrderEvent, OrderStatus, PaymentMethod
+from schemas.order import Market, OrderEvent, OrderStatus, OrderStatusUpdate, PaymentMethod, decode_change
 from streams.adapters import tiktok
 from streams.adapters.base import RawInput, Rejected, parse_json
+from streams.lifecycle import OrderState, apply
 from tests.unit.payload_mutations import json_values, mutate, paths
 
 TENANT = "t1"
@@ -50,7 +52,9 @@ def _raw(**changes: Any) -> RawInput:
 
 
 def _events(body: Any = None, **changes: Any) -> list[OrderEvent]:
-    return tiktok.normalize(_raw(**changes), _body() if body is None else body, TENANT)
+    events = tiktok.normalize(_raw(**changes), _body() if body is None else body, TENANT)
+    assert all(isinstance(event, OrderEvent) for event in events)
+    return [event for event in events if isinstance(event, OrderEvent)]
 
 
 def _one(body: Any = None, **changes: Any) -> OrderEvent:
@@ -70,6 +74,7 @@ def _refused(body: Any, **changes: Any) -> Rejected:
 
 def test_sample_bytes_become_one_event_with_order_identity_market_and_total() -> None:
     [event] = tiktok.normalize(_raw(), parse_json(SAMPLE_BYTES), TENANT)
+    assert isinstance(event, OrderEvent)
     assert event.channel == "tiktok"
     assert event.channel_order_id == "578123456789012345"
     assert event.order_key == "t1:tiktok:578123456789012345"
@@ -340,17 +345,6 @@ def test_tiktok_error_answer_is_refused_as_channel_error() -> None:
     assert "36009003" in refusal.reason
 
 
-def test_webhook_is_refused_as_unsupported_shape() -> None:
-    webhook = {
-        "type": 1,
-        "tts_notification_id": "7327112393057371910",
-        "shop_id": "7495012345678",
-        "timestamp": 1789529462,
-        "data": {"order_id": "578123456789012345", "order_status": "CANCEL", "update_time": 1789529462},
-    }
-    assert _refused(webhook).code == "unsupported_shape"
-
-
 def test_json_that_is_not_a_tiktok_response_is_refused_as_unknown_shape() -> None:
     assert _refused({"orders": [{"id": "1"}]}).code == "unknown_shape"
 
@@ -366,6 +360,145 @@ def test_event_id_differs_when_update_time_differs() -> None:
     body = _body()
     _order(body)["update_time"] += 1
     assert _one(body).event_id != _one().event_id
+
+
+# --- order status webhooks -------------------------------------------------------------------------------
+
+WEBHOOK: dict[str, Any] = {
+    "type": 1,
+    "tts_notification_id": "7327112393057371910",
+    "shop_id": "7495012345678",
+    "timestamp": 1789529470,
+    "data": {"order_id": "578123456789012345", "order_status": "IN_TRANSIT", "update_time": 1789529468},
+}
+
+
+def _webhook(**data: Any) -> dict[str, Any]:
+    body = copy.deepcopy(WEBHOOK)
+    body["data"].update(data)
+    return body
+
+
+def _webhook_raw(body: dict[str, Any], **changes: Any) -> RawInput:
+    return _raw(value=json.dumps(body).encode(), **changes)
+
+
+def _update(body: dict[str, Any], **changes: Any) -> OrderStatusUpdate:
+    [update] = tiktok.normalize(_webhook_raw(body, **changes), body, TENANT)
+    assert isinstance(update, OrderStatusUpdate)
+    return update
+
+
+def test_order_status_webhook_becomes_an_order_level_update_keeping_the_webhook_bytes() -> None:
+    raw = _webhook_raw(WEBHOOK)
+    [update] = tiktok.normalize(raw, parse_json(raw.value), TENANT)
+    assert isinstance(update, OrderStatusUpdate)
+    assert (update.tenant, update.channel, update.channel_order_id) == (TENANT, "tiktok", "578123456789012345")
+    assert update.order_key == "t1:tiktok:578123456789012345" == _one().order_key
+    assert update.line_id is None
+    assert (update.status, update.channel_status) == (OrderStatus.SHIPPED, "IN_TRANSIT")
+    assert update.event_time_ms == 1_789_529_468_000  # data.update_time, epoch seconds
+    assert (update.shop_id, update.ingest_time_ms) == ("7495012345678", INGEST_MS)
+    assert (update.raw.topic, update.raw.partition, update.raw.offset) == ("raw.orders.tiktok", 2, 11)
+    assert update.original == raw.value
+    assert decode_change(update.encode()) == update
+
+
+@pytest.mark.parametrize("missing", [None, "", 0])
+def test_without_update_time_the_webhook_timestamp_in_seconds_is_the_event_time(missing: Any) -> None:
+    assert _update(_webhook(update_time=missing)).event_time_ms == 1_789_529_470_000
+
+
+def test_webhook_shop_id_comes_from_the_payload_without_a_shop_header() -> None:
+    assert _update(WEBHOOK, headers={"shop": b"other"}).shop_id == "other"
+    assert _update(WEBHOOK, headers={}).shop_id == "7495012345678"
+
+
+@pytest.mark.parametrize(("tiktok_status", "canonical"), sorted(tiktok.STATUS.items()))
+def test_every_status_in_a_webhook_maps_like_in_an_order(tiktok_status: str, canonical: OrderStatus) -> None:
+    update = _update(_webhook(order_status=tiktok_status))
+    assert (update.status, update.channel_status) == (canonical, tiktok_status)
+
+
+def test_cancel_and_cancelled_both_cancel_the_order() -> None:
+    assert _update(_webhook(order_status="CANCEL")).status is OrderStatus.CANCELLED
+    assert _update(_webhook(order_status="CANCELLED")).status is OrderStatus.CANCELLED
+
+
+@pytest.mark.parametrize("status", ["TELEPORTED", "in_transit", "SHIPPED"])
+def test_webhook_with_an_unknown_status_is_refused_as_unknown_status_naming_the_field(status: str) -> None:
+    refusal = _refused(_webhook(order_status=status))
+    assert refusal.code == "unknown_status"
+    assert "data.order_status" in refusal.reason and status in refusal.reason
+
+
+@pytest.mark.parametrize("kind", [2, 3, 4, 6, "11"])
+def test_webhook_of_another_type_is_refused_as_unsupported_shape_naming_type(kind: Any) -> None:
+    body = _webhook()
+    body["type"] = kind
+    refusal = _refused(body)
+    assert refusal.code == "unsupported_shape"
+    assert refusal.reason.startswith("type:") and str(kind) in refusal.reason
+
+
+@pytest.mark.parametrize("field", ["order_id", "order_status"])
+@pytest.mark.parametrize("value", ["delete", None, "  ", [1]])
+def test_webhook_without_order_id_or_status_is_refused_as_invalid_field_naming_the_path(field: str, value: Any) -> None:
+    body = _webhook()
+    if value == "delete":
+        del body["data"][field]
+    else:
+        body["data"][field] = value
+    refusal = _refused(body)
+    assert (refusal.code, f"data.{field}" in refusal.reason) == ("invalid_field", True)
+
+
+@pytest.mark.parametrize(
+    ("body_change", "path"),
+    [
+        ({"data": None}, "data"),
+        ({"type": None}, "type"),
+        ({"type": "order"}, "type"),
+        ({"timestamp": None, "data": {"order_id": "5", "order_status": "CANCEL"}}, "timestamp"),
+        ({"data": {"order_id": "5", "order_status": "CANCEL", "update_time": -1}}, "data.update_time"),
+        ({"data": {"order_id": "5", "order_status": "CANCEL", "update_time": 2**62}}, "data.update_time"),
+    ],
+)
+def test_webhook_with_a_missing_or_bad_field_is_refused_as_invalid_field_naming_it(
+    body_change: dict[str, Any], path: str
+) -> None:
+    body = {**_webhook(), **body_change}
+    refusal = _refused(body)
+    assert refusal.code == "invalid_field"
+    assert refusal.reason.startswith(f"{path}:")
+
+
+def test_webhook_retries_get_the_same_event_id_and_a_newer_change_another() -> None:
+    update = _update(WEBHOOK)
+    assert _update(WEBHOOK, offset=99, partition=0, ingest_ms=INGEST_MS + 120_000).event_id == update.event_id
+    assert _update(_webhook(update_time=1789529469)).event_id != update.event_id
+    assert _update(_webhook(order_status="DELIVERED")).event_id != update.event_id
+
+
+def test_an_early_webhook_waits_for_its_order_and_is_applied_when_the_order_arrives() -> None:
+    webhook = _update(WEBHOOK, offset=3)
+    order = _one()  # AWAITING_SHIPMENT, updated at 1789529462: before the webhook's change
+    assert webhook.order_key == order.order_key
+
+    early = apply(OrderState(), webhook)
+    assert (early.emit, early.dead, early.state.pending) == ((), (), (webhook,))
+
+    arrived = apply(OrderState.from_bytes(early.state.to_bytes()), order)
+    assert [e.status for e in arrived.emit] == [OrderStatus.PAID, OrderStatus.SHIPPED]
+    assert arrived.state.pending == ()
+    shipped = arrived.emit[-1]
+    assert (shipped.channel_status, shipped.event_id, shipped.event_time_ms) == (
+        "IN_TRANSIT",
+        webhook.event_id,
+        1_789_529_468_000,
+    )
+    assert shipped.lines == order.lines
+    assert apply(arrived.state, webhook).emit == (), "the retried webhook changes nothing"
 
 
 # --- property --------------------------------------------------------------------------------------------
@@ -391,3 +524,28 @@ def test_mutated_sample_gives_events_or_a_rejection_never_another_exception(chan
     else:
         assert events
         assert all(isinstance(event, OrderEvent) for event in events)
+
+
+WEBHOOK_PATHS = paths(WEBHOOK)
+webhook_values = json_values | st.sampled_from(["CANCEL", "IN_TRANSIT", "578123456789012345", 1, 2, 1789529468, ""])
+webhook_mutations = st.tuples(
+    st.sampled_from(WEBHOOK_PATHS), st.one_of(st.just(("delete",)), webhook_values.map(lambda v: ("set", v)))
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(webhook_mutations, min_size=1, max_size=4))
+def test_mutated_webhook_gives_one_encodable_update_or_a_rejection_never_another_exception(changes: list[Any]) -> None:
+    body = _webhook()
+    for path, op in changes:
+        mutate(body, path, op)
+    try:
+        changes_out = tiktok.normalize(_webhook_raw(body), body, TENANT)
+    except Rejected as refusal:
+        assert refusal.code in CODES | {"channel_error"}
+        assert refusal.reason
+    else:
+        [update] = changes_out
+        assert isinstance(update, OrderStatusUpdate)
+        assert update.line_id is None
+        assert decode_change(update.encode()) == update

@@ -1,4 +1,5 @@
-"""Tokopedia legacy order payloads, and TikTok Shop-shaped Tokopedia orders -> canonical OrderEvent, or Rejected."""
+"""Tokopedia legacy order payloads, and TikTok Shop-shaped Tokopedia orders -> canonical OrderEvent, TikTok Shop
+order status webhooks -> OrderStatusUpdate, or Rejected."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from schemas.order import Market, OrderEvent, OrderStatus, PaymentMethod
+from schemas.order import Market, OrderEvent, OrderStatus, OrderStatusUpdate, PaymentMethod, decode_change
 from streams.adapters import tokopedia
 from streams.adapters.base import RawInput, Rejected, parse_json
 from tests.unit.payload_mutations import json_values, mutate, paths
@@ -50,7 +51,9 @@ def _raw(**changes: Any) -> RawInput:
 
 
 def _events(body: Any, **changes: Any) -> list[OrderEvent]:
-    return tokopedia.normalize(_raw(**changes), body, TENANT)
+    events = tokopedia.normalize(_raw(**changes), body, TENANT)
+    assert all(isinstance(event, OrderEvent) for event in events)
+    return [event for event in events if isinstance(event, OrderEvent)]
 
 
 def _one(body: Any = None, **changes: Any) -> OrderEvent:
@@ -82,6 +85,7 @@ def _tiktok_shaped(region_code: str = "ID", currency: str = "IDR") -> dict[str, 
 
 def test_sample_bytes_become_one_event_with_order_identity_in_market_id() -> None:
     [event] = tokopedia.normalize(_raw(), parse_json(SAMPLE_BYTES), TENANT)
+    assert isinstance(event, OrderEvent)
     assert event.channel == "tokopedia"
     assert event.channel_order_id == "1287654321"
     assert event.order_key == "t1:tokopedia:1287654321"
@@ -333,9 +337,65 @@ def test_tiktok_shaped_error_answer_is_refused_as_channel_error() -> None:
     )
 
 
-def test_tiktok_webhook_on_the_tokopedia_channel_is_refused_as_unsupported_shape() -> None:
-    webhook = {"type": 1, "tts_notification_id": "73271", "shop_id": "1", "timestamp": 1, "data": {"order_id": "5"}}
-    assert _refused(webhook).code == "unsupported_shape"
+WEBHOOK: dict[str, Any] = {
+    "type": 1,
+    "tts_notification_id": "7327112393057371911",
+    "shop_id": "7494012345678",
+    "timestamp": 1789529470,
+    "data": {"order_id": "578123456789012345", "order_status": "AWAITING_COLLECTION", "update_time": 1789529468},
+}
+
+
+def _webhook(**data: Any) -> dict[str, Any]:
+    body = copy.deepcopy(WEBHOOK)
+    body["data"].update(data)
+    return body
+
+
+def test_tiktok_order_status_webhook_on_the_tokopedia_channel_is_an_update_of_the_tokopedia_order() -> None:
+    raw = _raw(value=json.dumps(WEBHOOK).encode())
+    [update] = tokopedia.normalize(raw, WEBHOOK, TENANT)
+    assert isinstance(update, OrderStatusUpdate)
+    assert (update.channel, update.order_key) == ("tokopedia", "t1:tokopedia:578123456789012345")
+    assert update.order_key == _events(_tiktok_shaped())[0].order_key
+    assert (update.status, update.channel_status, update.line_id) == (
+        OrderStatus.PROCESSING,
+        "AWAITING_COLLECTION",
+        None,
+    )
+    assert (update.event_time_ms, update.ingest_time_ms) == (1_789_529_468_000, INGEST_MS)
+    assert update.shop_id == "11223344"  # the shop header wins over the payload's shop_id
+    assert (update.original, update.raw.topic) == (raw.value, "raw.orders.tokopedia")
+    assert decode_change(update.encode()) == update
+
+
+def test_tiktok_webhook_on_the_tokopedia_channel_takes_the_shop_from_the_payload_without_a_header() -> None:
+    [update] = tokopedia.normalize(_raw(headers={}), WEBHOOK, TENANT)
+    assert update.shop_id == "7494012345678"
+
+
+@pytest.mark.parametrize("status", ["CANCEL", "CANCELLED"])
+def test_tiktok_webhook_cancel_on_the_tokopedia_channel_cancels(status: str) -> None:
+    [update] = tokopedia.normalize(_raw(), _webhook(order_status=status), TENANT)
+    assert (update.channel, update.status) == ("tokopedia", OrderStatus.CANCELLED)
+
+
+def test_tiktok_webhook_of_another_type_on_the_tokopedia_channel_is_refused_as_unsupported_shape() -> None:
+    body = {**_webhook(), "type": 2}
+    refusal = _refused(body)
+    assert (refusal.code, refusal.reason.startswith("type:")) == ("unsupported_shape", True)
+
+
+def test_tiktok_webhook_with_an_unknown_status_on_the_tokopedia_channel_is_refused_as_unknown_status() -> None:
+    refusal = _refused(_webhook(order_status="400"))
+    assert (refusal.code, "data.order_status" in refusal.reason) == ("unknown_status", True)
+
+
+def test_tiktok_webhook_without_an_order_id_on_the_tokopedia_channel_is_refused_naming_the_path() -> None:
+    body = _webhook()
+    del body["data"]["order_id"]
+    refusal = _refused(body)
+    assert (refusal.code, refusal.reason.startswith("data.order_id:")) == ("invalid_field", True)
 
 
 # --- stable ids ------------------------------------------------------------------------------------------
