@@ -2,9 +2,11 @@
 
 Produces N raw records (every channel that has an adapter and a sample, plus a share of malformed
 bodies) to fresh topics, as fast as possible or paced at ``--rate``, waits for one output per record
-on orders.v1 / dead-letters.v1, and reports throughput, latency percentiles and the worker's peak
-RSS. Latency runs from the raw record's ``received_at`` (carried in the event as ingest_time_ms, or
-in the dead letter's headers) to the output record's Kafka timestamp: one clock, one machine.
+on normalize's outputs (order-changes.v1, dead-letters.v1), and reports throughput, latency
+percentiles and the worker's peak RSS. Latency runs from the raw record's ``received_at`` (carried
+in the change as ingest_time_ms, or in the dead letter's headers) to the output record's Kafka
+timestamp: one clock, one machine. The worker runs every agent (normalize and lifecycle), as in
+production.
 Unpaced, latency is mostly queueing; pace below the throughput to see the service time.
 webhooks: signed marketplace bodies against ``oms connectors serve`` (a child process) with real
 Kafka and Redis; each 200 means Kafka acknowledged the body.
@@ -31,8 +33,8 @@ from infra import services, topics
 from infra.process import ServiceError
 from oms.runtime import spawn_worker
 from oms.settings import Settings
-from schemas.order import DeadLetter, OrderEvent
-from schemas.topics import DEAD_LETTERS, ORDERS
+from schemas.order import DeadLetter, decode_change
+from schemas.topics import DEAD_LETTERS, ORDER_CHANGES
 from streams.adapters.base import RawInput
 from streams.normalize import ADAPTERS, normalize
 
@@ -99,7 +101,7 @@ def _drain(consumer: Consumer, want: int, timeout: float) -> tuple[list[int], in
                 received = int(raw_received) if raw_received.isdigit() else None
             else:
                 events += 1
-                received = OrderEvent.decode(value).ingest_time_ms
+                received = decode_change(value).ingest_time_ms
             _, ts = msg.timestamp()
             if received is not None and ts > 0:
                 latencies.append(ts - received)
@@ -121,7 +123,9 @@ def run_normalize(
         {"bootstrap.servers": run.kafka_bootstrap, "group.id": f"bench-{uuid.uuid4()}", "enable.auto.commit": False}
     )
     try:
-        outs = [ORDERS.full_name(run.topic_prefix), DEAD_LETTERS.full_name(run.topic_prefix)]
+        # normalize's own output: orders.v1 would hold one event per distinct order state, and the
+        # records here repeat one order per channel (the lifecycle rightly emits each once)
+        outs = [ORDER_CHANGES.full_name(run.topic_prefix), DEAD_LETTERS.full_name(run.topic_prefix)]
         consumer.assign([TopicPartition(t, p, 0) for t in outs for p in range(run.partitions)])
         producer = RawProducer(run)
         channels = sorted(bodies)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 from collections.abc import Callable, Sequence
 
@@ -65,7 +66,6 @@ def _worker(settings: Settings, _: argparse.Namespace) -> int:
 
 
 def _sink(settings: Settings, _: argparse.Namespace) -> int:
-    import signal
 
     from infra.clickhouse import get_client
     from oms.runtime import running_sinks
@@ -136,6 +136,70 @@ def _bench(settings: Settings, args: argparse.Namespace) -> int:
         return 0
     print(summary(run_normalize(settings, args.records, args.malformed, Path(args.out), rate=args.rate)))
     return 0
+
+
+def _simulate(settings: Settings, args: argparse.Namespace) -> int:
+    import math
+    from datetime import datetime
+
+    from connectors.raw_producer import ProduceError
+    from connectors.simulator import (
+        RunSummary,
+        Simulator,
+        SimulatorError,
+        WebhookSecrets,
+        run_to_kafka,
+        run_to_webhooks,
+    )
+
+    def names(text: str | None) -> list[str] | None:
+        return None if text is None else [n.strip() for n in text.split(",")]
+
+    try:
+        if not math.isfinite(args.rate) or args.rate < 0:
+            raise SimulatorError(f"--rate must be events per second >= 0 (0: as fast as possible), got {args.rate}")
+        if args.count < 1:
+            raise SimulatorError(f"--count must be at least 1, got {args.count}")
+        try:
+            start = datetime.fromisoformat(args.start) if args.start else None
+        except ValueError as exc:
+            raise SimulatorError(f"--start {args.start!r} is not an ISO-8601 time (2026-11-11T00:00:00+08:00)") from exc
+        markets = names(args.markets)
+        simulator = Simulator(
+            args.seed,
+            names(args.channels),
+            [m.upper() for m in markets] if markets else markets,
+            skus=args.skus,
+            hot_share=args.hot_share,
+            duplicate_rate=args.duplicates,
+            cancel_rate=args.cancel,
+            late_update_rate=args.late,
+            malformed_rate=args.malformed,
+            start=start,
+        )
+        if args.dry_run:
+            summary = RunSummary(target="nowhere (dry run: nothing produced)", rate=args.rate)
+            for i, event in enumerate(simulator.events(args.count)):
+                summary.add(event)
+                if i < args.show:
+                    print(f"--- {event.kind} {event.channel} {event.market} shop={event.shop} id={event.delivery_id}")
+                    print(event.body.decode("utf-8", "replace"))
+            print(summary.render())
+            return 0
+        if args.to == "kafka":
+            summary = run_to_kafka(settings, simulator, args.count, args.rate)
+        else:
+            url = args.url or f"http://{settings.webhook_host}:{settings.webhook_port}"
+            secrets = WebhookSecrets.from_settings(settings)
+            summary = run_to_webhooks(settings, simulator, args.count, args.rate, url, secrets)
+    except SimulatorError as exc:
+        print(f"oms simulate: {exc}", file=sys.stderr)
+        return 2
+    except ProduceError as exc:
+        print(f"oms simulate: {exc}", file=sys.stderr)
+        return 1
+    print(summary.render())
+    return 1 if summary.errors else 0
 
 
 def _demo(settings: Settings, args: argparse.Namespace) -> int:
@@ -219,6 +283,28 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--malformed", type=float, default=0.02, help="share of malformed bodies (default 0.02)")
     bench.add_argument("--rate", type=float, default=0.0, help="records/s to pace at (default: as fast as possible)")
     bench.add_argument("--out", default="results", help="results folder (default results/)")
+    sim = add(
+        "simulate",
+        _simulate,
+        "Realistic raw orders and status changes for every channel and market, reproducible by seed, "
+        "to Kafka or to the webhook service.",
+    )
+    sim.add_argument("--count", type=int, default=1000, help="events to send (default 1000)")
+    sim.add_argument("--rate", type=float, default=100.0, help="events/s (default 100; 0: as fast as possible)")
+    sim.add_argument("--seed", type=int, default=1, help="same seed, same bytes (default 1)")
+    sim.add_argument("--channels", help="comma-separated, e.g. shopee,lazada (default all)")
+    sim.add_argument("--markets", help="comma-separated, e.g. SG,ID (default all)")
+    sim.add_argument("--to", choices=["kafka", "webhooks"], default="kafka", help="where to send (default kafka)")
+    sim.add_argument("--url", help="webhooks: the service (default http://OMS_WEBHOOK_HOST:OMS_WEBHOOK_PORT)")
+    sim.add_argument("--duplicates", type=float, default=0.02, help="share of repeated deliveries (default 0.02)")
+    sim.add_argument("--cancel", type=float, default=0.1, help="share of orders cancelled (default 0.1)")
+    sim.add_argument("--late", type=float, default=0.05, help="share of orders whose update overtakes them (0.05)")
+    sim.add_argument("--malformed", type=float, default=0.0, help="share of broken bodies (default 0)")
+    sim.add_argument("--hot-share", type=float, default=0.7, help="share of demand on the flash-sale SKUs (0.7)")
+    sim.add_argument("--skus", type=int, default=200, help="catalog size (default 200)")
+    sim.add_argument("--start", help="body times start here, ISO-8601 with offset (default 2026-11-11T00:00+08:00)")
+    sim.add_argument("--dry-run", action="store_true", help="print a few bodies and the counts; produce nothing")
+    sim.add_argument("--show", type=int, default=3, help="dry run: bodies to print (default 3)")
     add("demo", _demo, "Start everything and push demo orders end to end; print what happened.").add_argument(
         "--timeout", type=float, default=180.0, help="seconds to wait for the pipeline (default 180)"
     )
@@ -238,6 +324,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command not in {"worker"}:
         level = "DEBUG" if settings.log_level == "debug" else "WARNING"
         logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    if args.command in {"bench", "demo", "simulate"}:
+        # they start child processes; SIGTERM must unwind through their finally blocks to stop them
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
         result: int = args.func(settings, args)
         return result
