@@ -30,6 +30,7 @@ from schemas.order import (
     OrderEvent,
     OrderLine,
     OrderStatus,
+    PaymentMethod,
     RawRef,
     order_key,
 )
@@ -117,7 +118,9 @@ def _order(raw: RawInput, order: Fields, tenant: str) -> OrderEvent:
     created_ms = _time_ms(order, "create_time")
     event_ms = _time_ms(order, "update_time") if order.has("update_time") else created_ms
     payment_info = order.optional_obj("payment_info")
-    method = tiktok.payment_method(payment_info.optional_text("gateway_name") if payment_info else None, cod=False)
+    # is_cod_mitra: Tokopedia's cash-on-delivery flag; a gateway named like COD counts too
+    gateway = payment_info.optional_text("gateway_name") if payment_info else None
+    method = tiktok.payment_method(gateway, cod=order.flag("is_cod_mitra"))
     region, city, postcode = _address(order)
     amounts = order.obj_field("amt")
     key = order_key(tenant, CHANNEL, order_id)
@@ -133,7 +136,7 @@ def _order(raw: RawInput, order: Fields, tenant: str) -> OrderEvent:
             status=status,
             channel_status=channel_status,
             payment_method=method,
-            is_cod=False,
+            is_cod=method is PaymentMethod.COD,
             currency=currency,
             total_minor=amounts.money("ttl_amount", currency),
             lines=tuple(_lines(order, currency)),

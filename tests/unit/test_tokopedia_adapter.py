@@ -433,3 +433,14 @@ def test_mutated_sample_gives_events_or_a_rejection_never_another_exception(
     else:
         assert len(events) == 1
         assert isinstance(events[0], OrderEvent)
+
+
+def test_cash_on_delivery_legacy_orders_are_cod_by_flag_or_by_gateway_name() -> None:
+    assert not _one().is_cod, "the sample is prepaid"
+    by_flag = _body()
+    by_flag["is_cod_mitra"] = True
+    assert (_one(by_flag).is_cod, _one(by_flag).payment_method.value) == (True, "cod")
+    by_gateway = _body()
+    by_gateway.setdefault("payment_info", {})["gateway_name"] = "COD"
+    event = _one(by_gateway)
+    assert event.is_cod and event.payment_method.value == "cod", "a COD gateway must not fail validation"
