@@ -205,7 +205,7 @@ def _simulate(settings: Settings, args: argparse.Namespace) -> int:
 def _demo(settings: Settings, args: argparse.Namespace) -> int:
     from oms.demo import run_demo
 
-    return run_demo(settings, timeout=args.timeout)
+    return run_demo(settings, timeout=args.timeout, events=args.events)
 
 
 def _normalize(settings: Settings, args: argparse.Namespace) -> int:
@@ -305,9 +305,9 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--start", help="body times start here, ISO-8601 with offset (default 2026-11-11T00:00+08:00)")
     sim.add_argument("--dry-run", action="store_true", help="print a few bodies and the counts; produce nothing")
     sim.add_argument("--show", type=int, default=3, help="dry run: bodies to print (default 3)")
-    add("demo", _demo, "Start everything and push demo orders end to end; print what happened.").add_argument(
-        "--timeout", type=float, default=180.0, help="seconds to wait for the pipeline (default 180)"
-    )
+    demo = add("demo", _demo, "Start everything and push demo orders end to end; print what happened.")
+    demo.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for the pipeline (default 180)")
+    demo.add_argument("--events", type=int, default=600, help="simulated deliveries in the flash sale (0: none)")
     p = add("normalize", _normalize, "Normalize one raw payload file offline and print the canonical order.")
     p.add_argument("--channel", required=True, help="shopee, lazada, tiktok, ...")
     p.add_argument("file", help="the payload exactly as the channel sent it")

@@ -2,23 +2,29 @@
 
 Starts Kafka and Redis, a faust worker and the sinks; sends one Shopee order and two bad payloads;
 waits until the order is a ClickHouse row and a Redis status, and the bad ones are dead letters.
+Then a mini flash sale from the simulator on every channel and market, summarised from ClickHouse.
 """
 
 from __future__ import annotations
 
+import random
 import time
 import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
+from clickhouse_connect.driver.client import Client
 from confluent_kafka import Consumer, TopicPartition
 
 from connectors.raw_producer import RawProducer, sample
+from connectors.simulator import Simulator, run_to_kafka
 from infra import clickhouse, services, topics
 from infra.process import ServiceError, wait_until
 from oms.runtime import running_sinks, spawn_worker, stop_process
 from oms.settings import Settings
-from schemas.order import DeadLetter, order_key
+from schemas.order import CURRENCY_EXPONENT, DeadLetter, order_key
 from schemas.topics import DEAD_LETTERS
 from sinks.clickhouse import migrate
 from sinks.redis_model import OrderStatusModel
@@ -58,7 +64,7 @@ def dead_letters_for(settings: Settings, delivery_ids: set[str], timeout: float)
     return found
 
 
-def run_demo(settings: Settings, timeout: float = 180.0) -> int:
+def run_demo(settings: Settings, timeout: float = 180.0, events: int = 600) -> int:
     print("== starting services (first run installs Kafka from Maven Central: about a minute)")
     for line in services.up(settings):
         print("  " + line)
@@ -105,6 +111,7 @@ def run_demo(settings: Settings, timeout: float = 180.0) -> int:
             wait_until(lambda: bool(model.get(key)), 30, 0.2)
             letters = dead_letters_for(settings, set(bad), timeout=60)
             channel, market, status, method, total, currency, units, skus, postcode = row()
+            flash = _flash_sale(settings, client, events, timeout) if events else None
     finally:
         stop_process(worker)
 
@@ -116,8 +123,64 @@ def run_demo(settings: Settings, timeout: float = 180.0) -> int:
     for delivery_id, letter in sorted(letters.items()):
         print(f"   {delivery_id}: {letter.reason_code}: {letter.reason}  [{len(letter.original)} bytes]")
     ok = len(letters) == len(bad)
-    print("\nNext: `oms status`; services keep running until `oms down`.")
+    if flash is not None:
+        ok = _print_flash_sale(flash) and ok
+    print("\nNext: `oms dlq list`, `oms status`; services keep running until `oms down`.")
     return 0 if ok else 1
+
+
+@dataclass
+class FlashSale:
+    seed: int
+    sent: int
+    expected_orders: int
+    seconds: float
+    rows: list[Sequence[Any]]
+    statuses: list[Sequence[Any]]
+
+
+def _flash_sale(settings: Settings, client: Client, events: int, timeout: float) -> FlashSale:
+    """Simulated traffic on every channel and market through the running worker and sinks."""
+    seed = random.randrange(1, 1_000_000)
+    sim = Simulator(seed=seed, skus=60)
+    keys = sorted({order_key(settings.tenant, e.channel, e.order_id) for e in sim.events(events) if e.kind == "order"})
+    print(f"\n== mini flash sale: {events} deliveries on every channel and market (seed {seed})")
+    began = time.monotonic()
+    summary = run_to_kafka(settings, sim, events, rate=0)
+    if summary.outcomes["error"]:
+        raise ServiceError(f"Kafka refused simulated records: {summary.first_error}")
+
+    def arrived() -> int:
+        query = "SELECT count() FROM orders FINAL WHERE order_key IN {keys:Array(String)}"
+        return int(client.query(query, parameters={"keys": keys}).result_rows[0][0])
+
+    wait_until(lambda: arrived() >= len(keys), timeout, 0.5)
+    seconds = time.monotonic() - began
+    where = "FROM orders FINAL WHERE order_key IN {keys:Array(String)}"
+    rows = client.query(
+        "SELECT channel, market, count(), sum(units), currency, sum(total_minor), countIf(is_cod) "
+        f"{where} GROUP BY channel, market, currency ORDER BY channel, market",
+        parameters={"keys": keys},
+    ).result_rows
+    statuses = client.query(
+        f"SELECT status, count() {where} GROUP BY status ORDER BY count() DESC", parameters={"keys": keys}
+    ).result_rows
+    return FlashSale(seed, summary.sent, len(keys), seconds, list(rows), list(statuses))
+
+
+def _print_flash_sale(flash: FlashSale) -> bool:
+    landed = sum(int(r[2]) for r in flash.rows)
+    print(
+        f"   {landed} of {flash.expected_orders} orders in ClickHouse after {flash.seconds:.1f}s "
+        f"({flash.sent} deliveries incl. status changes, duplicates and early updates)"
+    )
+    print(f"   {'channel':<10}{'market':<7}{'orders':>7}{'units':>7}{'COD':>6}  GMV")
+    for channel, market, orders, units, currency, total, cod in flash.rows:
+        exponent = CURRENCY_EXPONENT.get(currency, 2)
+        gmv = total / 10**exponent
+        print(f"   {channel:<10}{market:<7}{orders:>7}{units:>7}{cod:>6}  {gmv:,.{exponent}f} {currency}")
+    print("   latest status: " + ", ".join(f"{status} {n}" for status, n in flash.statuses))
+    return landed == flash.expected_orders
 
 
 def _redis(settings: Settings) -> Any:

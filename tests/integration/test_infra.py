@@ -93,3 +93,25 @@ def test_up_is_idempotent_and_down_stops_exactly_what_up_started(tmp_path: Path,
     assert _oms(env, "status", "-q").returncode == 1, "status must fail when services are down"
     assert kafka.process(services).pid() == shared_kafka_pid, "down must not touch other services"
     assert os.environ.get("OMS_DATA_DIR") != str(private.data_path)
+
+
+def test_the_readme_demo_command_runs_end_to_end_and_exits_zero(
+    services: Settings, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """`oms demo` as a user runs it (on its own topics and embedded ClickHouse, the shared services)."""
+    import uuid
+
+    settings = Settings(
+        data_dir=tmp_path_factory.mktemp("demo"),
+        kafka_bootstrap=services.kafka_bootstrap,
+        redis_url=services.redis_url,
+        topic_prefix=f"demo{uuid.uuid4().hex[:6]}.",
+        consumer_session_timeout_s=6.0,
+    )
+    result = _oms(settings_env(settings), "demo", "--events", "150", "--timeout", "120", timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "dead letters (2 of 2)" in result.stdout
+    landed = [line for line in result.stdout.splitlines() if "orders in ClickHouse after" in line]
+    assert landed, result.stdout
+    got, _, expected = landed[0].split()[:3]
+    assert got == expected, landed[0]
