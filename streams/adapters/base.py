@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
+from pydantic import ValidationError
 
-from schemas.order import MoneyError, to_minor
+from schemas.order import MoneyError, RawRef, to_minor
 
 _INTEGER = re.compile(r"^-?[0-9]{1,19}$")  # longer is beyond any long and beyond int()'s digit limit
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -30,6 +32,11 @@ class RawInput:
     ingest_ms: int
     key: bytes | None = None
     headers: Mapping[str, bytes] = field(default_factory=dict)
+
+    @property
+    def ref(self) -> RawRef:
+        """Where this record sits in Kafka, carried by every canonical change made from it."""
+        return RawRef(topic=self.topic, partition=self.partition, offset=self.offset)
 
     def header(self, name: str) -> str | None:
         value = self.headers.get(name)
@@ -158,6 +165,17 @@ def _kind(value: Any) -> str:
         return "nothing"
     text = repr(value)
     return f"{type(value).__name__} {text[:40]}{'...' if len(text) > 40 else ''}"
+
+
+@contextmanager
+def canonical_fields(path: str) -> Iterator[None]:
+    """Turn a canonical-model validation failure into a refusal naming the input and the field."""
+    try:
+        yield
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise Rejected("invalid_field", f"{path}: canonical field {where}: {first['msg']}") from exc
 
 
 def stable_event_id(order_key: str, channel_status: str, event_time_ms: int) -> str:

@@ -26,8 +26,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import ValidationError
-
 from schemas.order import (
     CURRENCY_EXPONENT,
     LONG_MAX,
@@ -40,10 +38,9 @@ from schemas.order import (
     OrderStatus,
     OrderStatusUpdate,
     PaymentMethod,
-    RawRef,
     order_key,
 )
-from streams.adapters.base import Fields, RawInput, Rejected, stable_event_id
+from streams.adapters.base import Fields, RawInput, Rejected, canonical_fields, stable_event_id
 
 CHANNEL = "grab"
 
@@ -108,7 +105,7 @@ def _state_push(raw: RawInput, push: Fields, tenant: str) -> OrderStatusUpdate:
         raise Rejected("unknown_status", f"{push.at('state')}: unknown Grab order state {channel_status!r}")
     event_ms = _state_time_ms(push) or raw.ingest_ms
     key = order_key(tenant, CHANNEL, order_id)
-    try:
+    with canonical_fields(f"order {order_id}"):
         return OrderStatusUpdate(
             event_id=stable_event_id(key, channel_status, event_ms),
             tenant=tenant,
@@ -120,13 +117,9 @@ def _state_push(raw: RawInput, push: Fields, tenant: str) -> OrderStatusUpdate:
             channel_status=channel_status,
             event_time_ms=event_ms,
             ingest_time_ms=raw.ingest_ms,
-            raw=RawRef(topic=raw.topic, partition=raw.partition, offset=raw.offset),
+            raw=raw.ref,
             original=raw.value,
         )
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise Rejected("invalid_field", f"order {order_id}: canonical field {where}: {first['msg']}") from exc
 
 
 def _state_time_ms(push: Fields) -> int | None:
@@ -210,7 +203,7 @@ def _order(raw: RawInput, order: Fields, tenant: str) -> OrderEvent:
     receiver = order.optional_obj("receiver")  # none for takeaway and dine-in
     address = receiver.optional_obj("address") if receiver else None
     key = order_key(tenant, CHANNEL, order_id)
-    try:
+    with canonical_fields(f"order {order_id}"):
         lines = tuple(_lines(order, money))
         return OrderEvent(
             event_id=stable_event_id(key, channel_status, event_ms),
@@ -232,12 +225,8 @@ def _order(raw: RawInput, order: Fields, tenant: str) -> OrderEvent:
             created_ms=created_ms,
             event_time_ms=event_ms,
             ingest_time_ms=raw.ingest_ms,
-            raw=RawRef(topic=raw.topic, partition=raw.partition, offset=raw.offset),
+            raw=raw.ref,
         )
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise Rejected("invalid_field", f"order {order_id}: canonical field {where}: {first['msg']}") from exc
 
 
 def _market(raw: RawInput, currency: Fields, code: str) -> Market:

@@ -32,8 +32,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import ValidationError
-
 from schemas.order import (
     LONG_MAX,
     MARKET_CURRENCY,
@@ -45,10 +43,9 @@ from schemas.order import (
     OrderStatus,
     OrderStatusUpdate,
     PaymentMethod,
-    RawRef,
     order_key,
 )
-from streams.adapters.base import Fields, RawInput, Rejected, stable_event_id
+from streams.adapters.base import Fields, RawInput, Rejected, canonical_fields, stable_event_id
 
 CHANNEL = "lazada"
 ENVELOPE = "lazada.order.v1"
@@ -150,7 +147,7 @@ def _status_push(raw: RawInput, root: Fields, tenant: str) -> OrderStatusUpdate:
         raise Rejected("unknown_status", f"{data.at('order_status')}: unknown Lazada item status {channel_status!r}")
     event_ms = _push_time_ms(root, data)
     key = order_key(tenant, CHANNEL, order_id)
-    try:
+    with canonical_fields("data"):
         return OrderStatusUpdate(
             # the unit is part of the hashed status: two units' pushes in the same second are two updates
             event_id=stable_event_id(key, f"{line_id}:{channel_status}", event_ms),
@@ -164,13 +161,9 @@ def _status_push(raw: RawInput, root: Fields, tenant: str) -> OrderStatusUpdate:
             channel_status=channel_status,
             event_time_ms=event_ms,
             ingest_time_ms=raw.ingest_ms,
-            raw=RawRef(topic=raw.topic, partition=raw.partition, offset=raw.offset),
+            raw=raw.ref,
             original=raw.value,
         )
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise Rejected("invalid_field", f"data: canonical field {where}: {first['msg']}") from exc
 
 
 def _push_time_ms(root: Fields, data: Fields) -> int:
@@ -220,7 +213,7 @@ def _order(raw: RawInput, order: Fields, units: list[Fields], tenant: str) -> Or
     total = order.money("price", currency) - voucher + shipping_fee
     shop_from_units = next((unit.text("shop_id") for unit in units if unit.has("shop_id")), "")
     key = order_key(tenant, CHANNEL, order_id)
-    try:
+    with canonical_fields(f"{order.path}"):
         return OrderEvent(
             event_id=stable_event_id(key, channel_status, event_ms),
             tenant=tenant,
@@ -246,12 +239,8 @@ def _order(raw: RawInput, order: Fields, units: list[Fields], tenant: str) -> Or
             created_ms=created_ms,
             event_time_ms=event_ms,
             ingest_time_ms=raw.ingest_ms,
-            raw=RawRef(topic=raw.topic, partition=raw.partition, offset=raw.offset),
+            raw=raw.ref,
         )
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise Rejected("invalid_field", f"{order.path}: canonical field {where}: {first['msg']}") from exc
 
 
 def _market(raw: RawInput, order: Fields, address: Fields | None, units: list[Fields]) -> Market:

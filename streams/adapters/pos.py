@@ -10,8 +10,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import ValidationError
-
 from schemas.order import (
     MARKET_CURRENCY,
     Address,
@@ -20,10 +18,9 @@ from schemas.order import (
     OrderLine,
     OrderStatus,
     PaymentMethod,
-    RawRef,
     order_key,
 )
-from streams.adapters.base import Fields, RawInput, Rejected, stable_event_id
+from streams.adapters.base import Fields, RawInput, Rejected, canonical_fields, stable_event_id
 
 CHANNEL = "pos"
 
@@ -89,7 +86,7 @@ def _order(raw: RawInput, order: Fields, tenant: str) -> OrderEvent:
     event_ms = _time_ms(order, "updated_at") if order.has("updated_at") else created_ms
     key = order_key(tenant, CHANNEL, order_id)
     shipping = order.optional_obj("shipping")  # null for a sale handed over in store
-    try:
+    with canonical_fields(f"order {order_id}"):
         lines = tuple(_lines(order, currency))
         return OrderEvent(
             event_id=stable_event_id(key, channel_status, event_ms),
@@ -115,12 +112,8 @@ def _order(raw: RawInput, order: Fields, tenant: str) -> OrderEvent:
             created_ms=created_ms,
             event_time_ms=event_ms,
             ingest_time_ms=raw.ingest_ms,
-            raw=RawRef(topic=raw.topic, partition=raw.partition, offset=raw.offset),
+            raw=raw.ref,
         )
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise Rejected("invalid_field", f"order {order_id}: canonical field {where}: {first['msg']}") from exc
 
 
 def _market(raw: RawInput, order: Fields) -> Market:

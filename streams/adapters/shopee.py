@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import ValidationError
-
 from schemas.order import (
     MARKET_CURRENCY,
     Address,
@@ -21,10 +19,9 @@ from schemas.order import (
     OrderStatus,
     OrderStatusUpdate,
     PaymentMethod,
-    RawRef,
     order_key,
 )
-from streams.adapters.base import Fields, RawInput, Rejected, epoch_s_to_ms, stable_event_id
+from streams.adapters.base import Fields, RawInput, Rejected, canonical_fields, epoch_s_to_ms, stable_event_id
 
 CHANNEL = "shopee"
 
@@ -99,7 +96,7 @@ def _status_push(raw: RawInput, root: Fields, tenant: str) -> OrderStatusUpdate:
         raise Rejected("unknown_status", f"{data.at('status')}: unknown Shopee status {channel_status!r}")
     event_ms = epoch_s_to_ms(data.optional_integer("update_time") or root.integer("timestamp", minimum=1))
     key = order_key(tenant, CHANNEL, order_sn)
-    try:
+    with canonical_fields("data"):
         return OrderStatusUpdate(
             event_id=stable_event_id(key, channel_status, event_ms),
             tenant=tenant,
@@ -111,12 +108,9 @@ def _status_push(raw: RawInput, root: Fields, tenant: str) -> OrderStatusUpdate:
             channel_status=channel_status,
             event_time_ms=event_ms,
             ingest_time_ms=raw.ingest_ms,
-            raw=RawRef(topic=raw.topic, partition=raw.partition, offset=raw.offset),
+            raw=raw.ref,
             original=raw.value,
         )
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        raise Rejected("invalid_field", f"data: canonical field {first['loc'][0]}: {first['msg']}") from exc
 
 
 def _order(raw: RawInput, order: Fields, tenant: str) -> OrderEvent:
@@ -141,7 +135,7 @@ def _order(raw: RawInput, order: Fields, tenant: str) -> OrderEvent:
     ship_by = order.optional_integer("ship_by_date")
     key = order_key(tenant, CHANNEL, order_sn)
     address = order.optional_obj("recipient_address")
-    try:
+    with canonical_fields(f"{order.path}"):
         return OrderEvent(
             event_id=stable_event_id(key, channel_status, event_ms),
             tenant=tenant,
@@ -167,12 +161,8 @@ def _order(raw: RawInput, order: Fields, tenant: str) -> OrderEvent:
             created_ms=created_ms,
             event_time_ms=event_ms,
             ingest_time_ms=raw.ingest_ms,
-            raw=RawRef(topic=raw.topic, partition=raw.partition, offset=raw.offset),
+            raw=raw.ref,
         )
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise Rejected("invalid_field", f"{order.path}: canonical field {where}: {first['msg']}") from exc
 
 
 def _lines(order: Fields, currency: str) -> list[OrderLine]:

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import ValidationError
-
 from schemas.order import (
     MARKET_CURRENCY,
     Address,
@@ -24,10 +22,9 @@ from schemas.order import (
     OrderLine,
     OrderStatus,
     PaymentMethod,
-    RawRef,
     order_key,
 )
-from streams.adapters.base import Fields, RawInput, Rejected, stable_event_id
+from streams.adapters.base import Fields, RawInput, Rejected, canonical_fields, stable_event_id
 
 CHANNEL = "shopify"
 
@@ -149,7 +146,7 @@ def _order(raw: RawInput, order: Fields, tenant: str) -> OrderEvent:
     _cross_check_total(order, total, currency)
     key = order_key(tenant, CHANNEL, order_id)
     address = order.optional_obj("shipping_address")  # none for in-store pickup and digital goods
-    try:
+    with canonical_fields(f"{order.path or 'order'}"):
         return OrderEvent(
             event_id=stable_event_id(key, channel_status, event_ms),
             tenant=tenant,
@@ -174,12 +171,8 @@ def _order(raw: RawInput, order: Fields, tenant: str) -> OrderEvent:
             created_ms=created_ms,
             event_time_ms=event_ms,
             ingest_time_ms=raw.ingest_ms,
-            raw=RawRef(topic=raw.topic, partition=raw.partition, offset=raw.offset),
+            raw=raw.ref,
         )
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise Rejected("invalid_field", f"{order.path or 'order'}: canonical field {where}: {first['msg']}") from exc
 
 
 def _market(raw: RawInput, order: Fields) -> Market:

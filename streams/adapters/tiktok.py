@@ -22,8 +22,6 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from pydantic import ValidationError
-
 from schemas.order import (
     LONG_MAX,
     MARKET_CURRENCY,
@@ -35,10 +33,9 @@ from schemas.order import (
     OrderStatus,
     OrderStatusUpdate,
     PaymentMethod,
-    RawRef,
     order_key,
 )
-from streams.adapters.base import Fields, RawInput, Rejected, epoch_s_to_ms, stable_event_id
+from streams.adapters.base import Fields, RawInput, Rejected, canonical_fields, epoch_s_to_ms, stable_event_id
 
 CHANNEL = "tiktok"
 
@@ -132,7 +129,7 @@ def _webhook(raw: RawInput, root: Fields, tenant: str, channel: str) -> OrderSta
         raise Rejected("unknown_status", f"{data.at('order_status')}: unknown TikTok Shop status {channel_status!r}")
     event_ms = _webhook_time_ms(root, data)
     key = order_key(tenant, channel, order_id)
-    try:
+    with canonical_fields("data"):
         return OrderStatusUpdate(
             event_id=stable_event_id(key, channel_status, event_ms),
             tenant=tenant,
@@ -144,13 +141,9 @@ def _webhook(raw: RawInput, root: Fields, tenant: str, channel: str) -> OrderSta
             channel_status=channel_status,
             event_time_ms=event_ms,
             ingest_time_ms=raw.ingest_ms,
-            raw=RawRef(topic=raw.topic, partition=raw.partition, offset=raw.offset),
+            raw=raw.ref,
             original=raw.value,
         )
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise Rejected("invalid_field", f"data: canonical field {where}: {first['msg']}") from exc
 
 
 def _webhook_time_ms(root: Fields, data: Fields) -> int:
@@ -184,7 +177,7 @@ def _order(raw: RawInput, order: Fields, tenant: str, channel: str) -> OrderEven
     ship_by = order.optional_integer("rts_sla_time") or order.optional_integer("shipping_due_time")
     region, city = _region_and_city(address)
     key = order_key(tenant, channel, order_id)
-    try:
+    with canonical_fields(f"{order.path}"):
         return OrderEvent(
             event_id=stable_event_id(key, channel_status, event_ms),
             tenant=tenant,
@@ -210,12 +203,8 @@ def _order(raw: RawInput, order: Fields, tenant: str, channel: str) -> OrderEven
             created_ms=created_ms,
             event_time_ms=event_ms,
             ingest_time_ms=raw.ingest_ms,
-            raw=RawRef(topic=raw.topic, partition=raw.partition, offset=raw.offset),
+            raw=raw.ref,
         )
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise Rejected("invalid_field", f"{order.path}: canonical field {where}: {first['msg']}") from exc
 
 
 def _market(raw: RawInput, order: Fields, address: Fields | None, currency: str) -> Market:

@@ -20,8 +20,6 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from pydantic import ValidationError
-
 from schemas.order import (
     MARKET_CURRENCY,
     Address,
@@ -31,11 +29,10 @@ from schemas.order import (
     OrderLine,
     OrderStatus,
     PaymentMethod,
-    RawRef,
     order_key,
 )
 from streams.adapters import tiktok
-from streams.adapters.base import Fields, RawInput, Rejected, epoch_s_to_ms, stable_event_id
+from streams.adapters.base import Fields, RawInput, Rejected, canonical_fields, epoch_s_to_ms, stable_event_id
 
 CHANNEL = "tokopedia"
 MARKET = Market.ID
@@ -124,7 +121,7 @@ def _order(raw: RawInput, order: Fields, tenant: str) -> OrderEvent:
     region, city, postcode = _address(order)
     amounts = order.obj_field("amt")
     key = order_key(tenant, CHANNEL, order_id)
-    try:
+    with canonical_fields(f"{order.path or 'order'}"):
         return OrderEvent(
             event_id=stable_event_id(key, channel_status, event_ms),
             tenant=tenant,
@@ -145,12 +142,8 @@ def _order(raw: RawInput, order: Fields, tenant: str) -> OrderEvent:
             created_ms=created_ms,
             event_time_ms=event_ms,
             ingest_time_ms=raw.ingest_ms,
-            raw=RawRef(topic=raw.topic, partition=raw.partition, offset=raw.offset),
+            raw=raw.ref,
         )
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise Rejected("invalid_field", f"{order.path or 'order'}: canonical field {where}: {first['msg']}") from exc
 
 
 def _address(order: Fields) -> tuple[str | None, str | None, str | None]:
