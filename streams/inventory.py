@@ -1,0 +1,216 @@
+"""Stock per SKU and warehouse, and the holds placed on it: the oversell-proof core. Pure.
+
+One ``SkuStock`` holds everything about one SKU, so the stream keyed by SKU owns it whole: every
+decision about a unit of that SKU is made in one place, in order, whatever channel sold it.
+
+Every command names what it acts on with a stable id (the hold id is ``order_key|line_id``, an
+adjustment has its own id), so applying it twice changes nothing, and a command that arrives before
+the one it follows leaves a mark that the later one respects:
+- reserve:  on the first warehouse (in the caller's preference order) with enough available units;
+            otherwise short (pre-order SKUs may go below zero down to their cap). The decision is
+            remembered, so a duplicate reserve gets the same answer; the reserve of a hold that was
+            released first is answered "released" and takes nothing.
+- pay:      the hold no longer expires.
+- release:  cancel, expiry or a rejected order gives the units back, once. A release that arrives
+            before its reserve marks the hold released, and the reserve is then refused.
+- ship:     the units leave on hand, exactly once (a ship before its reserve waits for it).
+- restock:  a return that passed quality check puts them back, once, and only after shipping (a
+            restock before its ship waits for it).
+- snapshot: an absolute on-hand count from a WMS or POS, applied only if its version is newer.
+- delta:    a receipt, damage or count correction, applied once per adjustment id.
+
+Invariant (tests/unit/test_inventory.py checks it after every step): per warehouse, ``reserved`` is
+the sum of the held units, and a reservation is granted only while ``reserved <= on_hand + cap``. A
+snapshot or damage can still push on hand below what is held (units lost in the warehouse): then
+available is negative, nothing more is granted, and ``short_by`` says how many units to find.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+
+class HoldState(enum.StrEnum):
+    RESERVED = "reserved"
+    SHORT = "short"  # refused: not enough stock
+    RELEASED = "released"
+    SHIPPED = "shipped"
+    RETURNED = "returned"
+
+
+@dataclass
+class Hold:
+    hold_id: str
+    state: HoldState
+    quantity: int
+    warehouse: str | None = None
+    expires_at_ms: int | None = None
+    paid: bool = False
+
+
+@dataclass
+class Row:
+    """One warehouse's count of one SKU."""
+
+    on_hand: int = 0
+    reserved: int = 0
+    snapshot_version: int = -1
+
+    def available(self, cap: int = 0) -> int:
+        return self.on_hand + cap - self.reserved
+
+
+@dataclass(frozen=True)
+class Movement:
+    """One change of a row, for the inventory ledger: before, after and why."""
+
+    sku: str
+    warehouse: str
+    cause: str
+    ref: str
+    on_hand: tuple[int, int]
+    reserved: tuple[int, int]
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What a reserve decided. ``warehouse`` is None when short."""
+
+    hold_id: str
+    sku: str
+    quantity: int
+    state: HoldState
+    warehouse: str | None
+    available: int
+
+
+@dataclass
+class SkuStock:
+    sku: str
+    preorder_cap: int = 0
+    rows: dict[str, Row] = field(default_factory=dict)
+    holds: dict[str, Hold] = field(default_factory=dict)
+    adjustments: set[str] = field(default_factory=set)
+    #: commands that arrived before they could apply (pay/ship before the reserve, restock before the
+    #: ship): applied the moment they can be, so delivery order never loses one
+    early: dict[str, set[str]] = field(default_factory=dict)
+
+    def row(self, warehouse: str) -> Row:
+        return self.rows.setdefault(warehouse, Row())
+
+    def available(self, warehouses: tuple[str, ...] | None = None) -> int:
+        names = self.rows if warehouses is None else warehouses
+        return sum(max(0, self.rows[w].available()) for w in names if w in self.rows)
+
+    def short_by(self, warehouse: str) -> int:
+        """Units held beyond what the warehouse has (after a loss); 0 when all holds are covered."""
+        row = self.rows.get(warehouse)
+        return max(0, -row.available(self.preorder_cap)) if row else 0
+
+    # -- commands: each returns the ledger movements it caused (none when it was a no-op) --
+
+    def reserve(
+        self, hold_id: str, quantity: int, warehouses: tuple[str, ...], expires_at_ms: int | None = None
+    ) -> tuple[Decision, list[Movement]]:
+        if quantity <= 0:
+            raise ValueError(f"{hold_id}: quantity must be positive, got {quantity}")
+        known = self.holds.get(hold_id)
+        if known is not None:  # a duplicate, or the reserve of a hold released before it arrived
+            return self._decision(known), []
+        for warehouse in warehouses:
+            row = self.rows.get(warehouse)
+            if row is not None and row.available(self.preorder_cap) >= quantity:
+                waiting = self.early.pop(hold_id, set())
+                paid = "pay" in waiting
+                hold = Hold(hold_id, HoldState.RESERVED, quantity, warehouse, None if paid else expires_at_ms, paid)
+                self.holds[hold_id] = hold
+                moves = [self._move(warehouse, "reserve", hold_id, reserved=quantity)]
+                if "ship" in waiting:
+                    moves += self._ship(hold, waiting)
+                return self._decision(hold), moves
+        hold = Hold(hold_id, HoldState.SHORT, quantity)
+        self.holds[hold_id] = hold
+        return self._decision(hold), []
+
+    def pay(self, hold_id: str) -> list[Movement]:
+        hold = self.holds.get(hold_id)
+        if hold is None:  # paid before reserved: remember, so the reserve does not expire
+            self.early.setdefault(hold_id, set()).add("pay")
+            return []
+        hold.paid = True
+        hold.expires_at_ms = None
+        return []
+
+    def release(self, hold_id: str, cause: str = "release") -> list[Movement]:
+        hold = self.holds.get(hold_id)
+        if hold is None:  # released before reserved: the reserve, when it comes, is refused
+            self.holds[hold_id] = Hold(hold_id, HoldState.RELEASED, 0)
+            return []
+        if hold.state is not HoldState.RESERVED or hold.warehouse is None:
+            return []
+        hold.state = HoldState.RELEASED
+        return [self._move(hold.warehouse, cause, hold_id, reserved=-hold.quantity)]
+
+    def ship(self, hold_id: str) -> list[Movement]:
+        hold = self.holds.get(hold_id)
+        if hold is None:  # shipped before reserved: ship as soon as the reserve lands
+            self.early.setdefault(hold_id, set()).add("ship")
+            return []
+        if hold.state is not HoldState.RESERVED:
+            return []  # short, released or already shipped: nothing leaves twice
+        return self._ship(hold, self.early.pop(hold_id, set()))
+
+    def restock(self, hold_id: str) -> list[Movement]:
+        """A return that passed quality check: once, and only for units that left."""
+        hold = self.holds.get(hold_id)
+        if hold is None or hold.state is HoldState.RESERVED:  # before its ship: apply when it ships
+            self.early.setdefault(hold_id, set()).add("restock")
+            return []
+        if hold.state is not HoldState.SHIPPED or hold.warehouse is None:
+            return []
+        hold.state = HoldState.RETURNED
+        return [self._move(hold.warehouse, "restock", hold_id, on_hand=hold.quantity)]
+
+    def _ship(self, hold: Hold, waiting: set[str]) -> list[Movement]:
+        assert hold.warehouse is not None
+        hold.state = HoldState.SHIPPED
+        moves = [self._move(hold.warehouse, "ship", hold.hold_id, on_hand=-hold.quantity, reserved=-hold.quantity)]
+        if "restock" in waiting:
+            moves += self.restock(hold.hold_id)
+        return moves
+
+    def expire(self, now_ms: int) -> list[Movement]:
+        due = [h.hold_id for h in self.holds.values() if h.state is HoldState.RESERVED and _expired(h, now_ms)]
+        return [move for hold_id in sorted(due) for move in self.release(hold_id, "expire")]
+
+    def snapshot(self, adjustment_id: str, warehouse: str, on_hand: int, version: int) -> list[Movement]:
+        row = self.row(warehouse)
+        if version <= row.snapshot_version:
+            return []  # an older or repeated count never overwrites a newer one
+        row.snapshot_version = version
+        self.adjustments.add(adjustment_id)
+        return [self._move(warehouse, "snapshot", adjustment_id, on_hand=on_hand - row.on_hand)]
+
+    def delta(self, adjustment_id: str, warehouse: str, delta: int, cause: str) -> list[Movement]:
+        if adjustment_id in self.adjustments:
+            return []
+        self.adjustments.add(adjustment_id)
+        return [self._move(warehouse, cause, adjustment_id, on_hand=delta)]
+
+    # -- internals --
+
+    def _move(self, warehouse: str, cause: str, ref: str, on_hand: int = 0, reserved: int = 0) -> Movement:
+        row = self.row(warehouse)
+        before = (row.on_hand, row.reserved)
+        row.on_hand += on_hand
+        row.reserved += reserved
+        return Movement(self.sku, warehouse, cause, ref, (before[0], row.on_hand), (before[1], row.reserved))
+
+    def _decision(self, hold: Hold) -> Decision:
+        available = self.rows[hold.warehouse].available(self.preorder_cap) if hold.warehouse else self.available()
+        return Decision(hold.hold_id, self.sku, hold.quantity, hold.state, hold.warehouse, available)
+
+
+def _expired(hold: Hold, now_ms: int) -> bool:
+    return not hold.paid and hold.expires_at_ms is not None and hold.expires_at_ms <= now_ms
