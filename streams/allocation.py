@@ -1,0 +1,120 @@
+"""Per-order allocation: turn an order's lifecycle into stock commands, and line decisions into one outcome.
+
+Pure; the stream keyed by order key owns one ``Allocation`` per order. It asks the SKU-keyed
+inventory (streams/inventory.py) to reserve each line, gathers the answers, and decides the order:
+- every line reserved: allocated;
+- a line short: by the channel's policy (rules are data; default ``reject``):
+  - ``reject``: the order is refused and the other lines' holds are released;
+  - ``backorder``: keep what is held and wait for stock on the short lines;
+  - ``partial``: ship what is held, the short lines are dropped.
+Lifecycle events become commands on every held line: paid -> pay (no more expiry), shipped -> ship,
+cancelled -> release, returned -> nothing until quality check passes (``restock``).
+
+Every command carries the hold id ``order_key|line_id``, so the inventory applies each once, and a
+command may safely be sent again after a crash.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+from schemas.order import OrderEvent, OrderStatus
+from streams.inventory import Decision, HoldState
+
+
+class ShortPolicy(enum.StrEnum):
+    REJECT = "reject"
+    BACKORDER = "backorder"
+    PARTIAL = "partial"
+
+
+class Outcome(enum.StrEnum):
+    PENDING = "pending"  # waiting for line decisions
+    ALLOCATED = "allocated"
+    PARTIAL = "partial"
+    BACKORDERED = "backordered"
+    REJECTED = "rejected"
+    CANCELLED = "cancelled"
+
+
+class Verb(enum.StrEnum):
+    RESERVE = "reserve"
+    PAY = "pay"
+    RELEASE = "release"
+    SHIP = "ship"
+    RESTOCK = "restock"
+
+
+@dataclass(frozen=True)
+class StockCommand:
+    """A command for the inventory stream, keyed by SKU there."""
+
+    verb: Verb
+    sku: str
+    hold_id: str
+    quantity: int = 0
+    cause: str = ""
+
+
+@dataclass
+class Allocation:
+    order_key: str
+    policy: ShortPolicy = ShortPolicy.REJECT
+    #: line hold id -> (sku, quantity)
+    lines: dict[str, tuple[str, int]] = field(default_factory=dict)
+    decisions: dict[str, HoldState] = field(default_factory=dict)
+    outcome: Outcome = Outcome.PENDING
+    status: OrderStatus | None = None
+
+    @staticmethod
+    def hold_id(order_key: str, line_id: str) -> str:
+        return f"{order_key}|{line_id}"
+
+    def on_order(self, order: OrderEvent) -> list[StockCommand]:
+        """A canonical order state (forward-only, from orders.v1). Returns commands to send."""
+        commands: list[StockCommand] = []
+        if not self.lines:
+            self.lines = {self.hold_id(order.order_key, ln.line_id): (ln.sku, ln.quantity) for ln in order.lines}
+            if order.status is not OrderStatus.CANCELLED:
+                commands += [
+                    StockCommand(Verb.RESERVE, sku, hold, qty, "order") for hold, (sku, qty) in self.lines.items()
+                ]
+        if order.status == self.status:
+            return commands
+        self.status = order.status
+        if order.status is OrderStatus.CANCELLED:
+            self.outcome = Outcome.CANCELLED
+            return commands + self._all(Verb.RELEASE, "cancel")
+        if order.status is OrderStatus.PAID:
+            return commands + self._all(Verb.PAY, "paid")
+        if order.status in (OrderStatus.SHIPPED, OrderStatus.DELIVERED, OrderStatus.COMPLETED):
+            return commands + self._all(Verb.PAY, "paid") + self._all(Verb.SHIP, "shipped")
+        return commands
+
+    def on_quality_check(self, passed: bool) -> list[StockCommand]:
+        """A returned parcel was checked: only units that passed go back on sale."""
+        return self._all(Verb.RESTOCK, "return-qc") if passed else []
+
+    def on_decision(self, decision: Decision) -> list[StockCommand]:
+        """The inventory's answer for one line. Decides the order once every line has one."""
+        if decision.hold_id not in self.lines or decision.hold_id in self.decisions:
+            return []  # not ours, or a duplicate answer
+        self.decisions[decision.hold_id] = decision.state
+        if self.outcome is not Outcome.PENDING or len(self.decisions) < len(self.lines):
+            return []
+        short = [h for h, state in self.decisions.items() if state in (HoldState.SHORT, HoldState.RELEASED)]
+        if not short:
+            self.outcome = Outcome.ALLOCATED
+            return []
+        if self.policy is ShortPolicy.BACKORDER:
+            self.outcome = Outcome.BACKORDERED
+            return []
+        if self.policy is ShortPolicy.PARTIAL and len(short) < len(self.lines):
+            self.outcome = Outcome.PARTIAL
+            return []
+        self.outcome = Outcome.REJECTED
+        return self._all(Verb.RELEASE, "rejected")
+
+    def _all(self, verb: Verb, cause: str) -> list[StockCommand]:
+        return [StockCommand(verb, sku, hold, qty, cause) for hold, (sku, qty) in sorted(self.lines.items())]

@@ -1,0 +1,175 @@
+"""Allocation and inventory together, as the stream will run them, without a broker.
+
+A flash sale in memory: 20 SKUs x 50 units across 3 warehouses, 5 channels, ten times more demand
+than stock, cancellations, payment, shipping. Commands travel in per-SKU queues and answers in
+per-order queues, FIFO within a queue (as within a Kafka partition) and interleaved at random
+between queues, with duplicates. Nothing is oversold, every order is decided, confirmed units equal
+the stock, and cancelled stock is sold again.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict, deque
+
+import pytest
+
+from schemas.order import Address, Market, OrderEvent, OrderLine, OrderStatus, PaymentMethod, RawRef
+from streams.allocation import Allocation, Outcome, ShortPolicy, StockCommand, Verb
+from streams.inventory import Decision, SkuStock
+
+WAREHOUSES = ("WH-SG-1", "WH-SG-2", "WH-SG-3")
+CHANNELS = ("shopee", "lazada", "tiktok", "shopify", "pos")
+
+
+def _order(channel: str, n: int, lines: list[tuple[str, int]], status: OrderStatus = OrderStatus.PAID) -> OrderEvent:
+    key = f"t1:{channel}:{n}"
+    return OrderEvent(
+        event_id=f"{key}:{status}", tenant="t1", channel=channel, market=Market.SG, shop_id="s", order_key=key,
+        channel_order_id=str(n), status=status, channel_status=status.value, payment_method=PaymentMethod.CARD,
+        is_cod=False, currency="SGD", total_minor=1000,
+        lines=tuple(OrderLine(line_id=str(i), sku=sku, quantity=q, unit_price_minor=500, paid_price_minor=500)
+                    for i, (sku, q) in enumerate(lines)),
+        shipping=Address(country=Market.SG), created_ms=1, event_time_ms=1 + status.rank, ingest_time_ms=1,
+        raw=RawRef(topic="raw", partition=0, offset=n),
+    )  # fmt: skip
+
+
+class Pipeline:
+    """Per-SKU command queues and per-order answer queues, drained in a random interleaving."""
+
+    def __init__(self, seed: int, policy: ShortPolicy = ShortPolicy.REJECT) -> None:
+        self.rnd = random.Random(seed)
+        self.stock: dict[str, SkuStock] = {}
+        self.allocations: dict[str, Allocation] = {}
+        self.policy = policy
+        self.queues: dict[tuple[str, str], deque[StockCommand | Decision]] = defaultdict(deque)
+        self.ready: list[tuple[str, str]] = []  # queues with work, in no particular order
+
+    def load(self, sku: str, per_warehouse: int) -> None:
+        self.stock[sku] = SkuStock(sku)
+        for i, warehouse in enumerate(WAREHOUSES):
+            self.stock[sku].snapshot(f"load-{sku}-{i}", warehouse, per_warehouse, 1)
+
+    def order(self, event: OrderEvent) -> None:
+        allocation = self.allocations.setdefault(event.order_key, Allocation(event.order_key, self.policy))
+        self._send(allocation.on_order(event))
+
+    def _put(self, queue: tuple[str, str], item: StockCommand | Decision) -> None:
+        if not self.queues[queue]:
+            self.ready.append(queue)
+        self.queues[queue].append(item)
+
+    def _send(self, commands: list[StockCommand]) -> None:
+        for command in commands:
+            self._put(("sku", command.sku), command)
+            if self.rnd.random() < 0.05:
+                self._put(("sku", command.sku), command)  # at-least-once: a duplicate delivery
+
+    def step(self) -> bool:
+        if not self.ready:
+            return False
+        index = self.rnd.randrange(len(self.ready))
+        queue = self.ready[index]
+        item = self.queues[queue].popleft()
+        if not self.queues[queue]:
+            self.ready[index] = self.ready[-1]
+            self.ready.pop()
+        if isinstance(item, StockCommand):
+            stock = self.stock[item.sku]
+            if item.verb is Verb.RESERVE:
+                decision, _ = stock.reserve(item.hold_id, item.quantity, WAREHOUSES)
+                self._put(("order", item.hold_id.split("|")[0]), decision)
+            else:
+                act = {Verb.PAY: stock.pay, Verb.RELEASE: stock.release, Verb.SHIP: stock.ship}.get(item.verb)
+                (act or stock.restock)(item.hold_id)
+            for row in stock.rows.values():  # after every command on a SKU: nothing held beyond on hand
+                assert row.reserved <= row.on_hand, f"{stock.sku} oversold: {row}"
+        else:
+            self._send(self.allocations[queue[1]].on_decision(item))
+        return True
+
+    def drain(self) -> None:
+        while self.step():
+            pass
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_flash_sale_with_ten_times_demand_never_oversells_and_confirms_exactly_the_stock(seed: int) -> None:
+    pipe = Pipeline(seed)
+    skus = [f"SKU-{i:02d}" for i in range(20)]
+    for sku in skus:
+        pipe.load(sku, 50 // 3 + (1 if sku < "SKU-10" else 0))  # 16 or 17 per warehouse
+    stock_total = {sku: sum(r.on_hand for r in pipe.stock[sku].rows.values()) for sku in skus}
+    rnd = random.Random(seed)
+    orders = []
+    for n in range(sum(stock_total.values()) * 10 // 2):
+        channel = rnd.choice(CHANNELS)
+        event = _order(channel, n, [(rnd.choice(skus), rnd.choice((1, 1, 2, 3)))])
+        orders.append(event)
+        pipe.order(event)
+        for _ in range(rnd.randint(0, 3)):
+            pipe.step()
+    pipe.drain()
+
+    assert all(a.outcome is not Outcome.PENDING for a in pipe.allocations.values()), "every order is decided"
+    confirmed = defaultdict(int)
+    for event in orders:
+        if pipe.allocations[event.order_key].outcome is Outcome.ALLOCATED:
+            for line in event.lines:
+                confirmed[line.sku] += line.quantity
+    for sku in skus:
+        held = sum(r.reserved for r in pipe.stock[sku].rows.values())
+        assert confirmed[sku] == held <= stock_total[sku]
+        # demand is 10x: what is left is less than the smallest order that could still have fitted
+        assert stock_total[sku] - held < 3, f"{sku}: {stock_total[sku] - held} units unsold under 10x demand"
+
+
+def test_cancelled_orders_give_their_units_back_and_they_are_sold_again() -> None:
+    pipe = Pipeline(seed=1)
+    pipe.load("SKU-X", 1)  # 3 units in all
+    first = [_order("shopee", n, [("SKU-X", 1)]) for n in range(3)]
+    for event in first:
+        pipe.order(event)
+    pipe.drain()
+    assert all(pipe.allocations[e.order_key].outcome is Outcome.ALLOCATED for e in first)
+    pipe.order(_order("shopee", 0, [("SKU-X", 1)], OrderStatus.CANCELLED))
+    pipe.order(_order("lazada", 9, [("SKU-X", 1)]))
+    pipe.drain()
+    assert pipe.allocations["t1:shopee:0"].outcome is Outcome.CANCELLED
+    assert pipe.allocations["t1:lazada:9"].outcome is Outcome.ALLOCATED
+    assert sum(r.reserved for r in pipe.stock["SKU-X"].rows.values()) == 3
+
+
+def test_reject_policy_releases_the_lines_that_were_reserved_when_one_is_short() -> None:
+    pipe = Pipeline(seed=2)
+    pipe.load("SKU-A", 5)
+    pipe.load("SKU-B", 0)
+    pipe.order(_order("tiktok", 1, [("SKU-A", 2), ("SKU-B", 1)]))
+    pipe.drain()
+    assert pipe.allocations["t1:tiktok:1"].outcome is Outcome.REJECTED
+    assert sum(r.reserved for r in pipe.stock["SKU-A"].rows.values()) == 0
+
+
+@pytest.mark.parametrize(("policy", "outcome", "held"), [(ShortPolicy.BACKORDER, Outcome.BACKORDERED, 2),
+                                                           (ShortPolicy.PARTIAL, Outcome.PARTIAL, 2)])  # fmt: skip
+def test_backorder_and_partial_keep_what_was_reserved(policy: ShortPolicy, outcome: Outcome, held: int) -> None:
+    pipe = Pipeline(seed=3, policy=policy)
+    pipe.load("SKU-A", 5)
+    pipe.load("SKU-B", 0)
+    pipe.order(_order("lazada", 1, [("SKU-A", 2), ("SKU-B", 1)]))
+    pipe.drain()
+    assert pipe.allocations["t1:lazada:1"].outcome is outcome
+    assert sum(r.reserved for r in pipe.stock["SKU-A"].rows.values()) == held
+
+
+def test_shipping_takes_units_off_hand_once_even_if_the_shipped_state_is_delivered_twice() -> None:
+    pipe = Pipeline(seed=4)
+    pipe.load("SKU-A", 2)
+    pipe.order(_order("pos", 1, [("SKU-A", 2)]))
+    pipe.drain()
+    for _ in range(2):
+        pipe.order(_order("pos", 1, [("SKU-A", 2)], OrderStatus.SHIPPED))
+        pipe.drain()
+    assert sum(r.on_hand for r in pipe.stock["SKU-A"].rows.values()) == 4
+    assert sum(r.reserved for r in pipe.stock["SKU-A"].rows.values()) == 0
