@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
-from schemas.order import MoneyError, RawRef, to_minor
+from schemas.order import MoneyError, OrderStatus, OrderStatusUpdate, RawRef, order_key, to_minor
 
 _INTEGER = re.compile(r"^-?[0-9]{1,19}$")  # longer is beyond any long and beyond int()'s digit limit
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -176,6 +176,44 @@ def canonical_fields(path: str) -> Iterator[None]:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
         raise Rejected("invalid_field", f"{path}: canonical field {where}: {first['msg']}") from exc
+
+
+def status_update(
+    raw: RawInput,
+    tenant: str,
+    channel: str,
+    *,
+    channel_order_id: str,
+    shop_id: str,
+    status: OrderStatus,
+    channel_status: str,
+    event_time_ms: int,
+    line_id: str | None = None,
+    path: str = "data",
+) -> OrderStatusUpdate:
+    """A status push as a canonical update, keeping the push's bytes for a possible dead letter.
+
+    A per-line update hashes its line into the event id: two units' pushes in the same second are two
+    updates, not one.
+    """
+    key = order_key(tenant, channel, channel_order_id)
+    hashed_status = channel_status if line_id is None else f"{line_id}:{channel_status}"
+    with canonical_fields(path):
+        return OrderStatusUpdate(
+            event_id=stable_event_id(key, hashed_status, event_time_ms),
+            tenant=tenant,
+            channel=channel,
+            shop_id=shop_id,
+            order_key=key,
+            channel_order_id=channel_order_id,
+            line_id=line_id,
+            status=status,
+            channel_status=channel_status,
+            event_time_ms=event_time_ms,
+            ingest_time_ms=raw.ingest_ms,
+            raw=raw.ref,
+            original=raw.value,
+        )
 
 
 def stable_event_id(order_key: str, channel_status: str, event_time_ms: int) -> str:

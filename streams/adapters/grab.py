@@ -40,7 +40,7 @@ from schemas.order import (
     PaymentMethod,
     order_key,
 )
-from streams.adapters.base import Fields, RawInput, Rejected, canonical_fields, stable_event_id
+from streams.adapters.base import Fields, RawInput, Rejected, canonical_fields, stable_event_id, status_update
 
 CHANNEL = "grab"
 
@@ -104,22 +104,17 @@ def _state_push(raw: RawInput, push: Fields, tenant: str) -> OrderStatusUpdate:
     if status is None:
         raise Rejected("unknown_status", f"{push.at('state')}: unknown Grab order state {channel_status!r}")
     event_ms = _state_time_ms(push) or raw.ingest_ms
-    key = order_key(tenant, CHANNEL, order_id)
-    with canonical_fields(f"order {order_id}"):
-        return OrderStatusUpdate(
-            event_id=stable_event_id(key, channel_status, event_ms),
-            tenant=tenant,
-            channel=CHANNEL,
-            shop_id=raw.header("shop") or push.optional_text("merchantID") or "",
-            order_key=key,
-            channel_order_id=order_id,
-            status=status,
-            channel_status=channel_status,
-            event_time_ms=event_ms,
-            ingest_time_ms=raw.ingest_ms,
-            raw=raw.ref,
-            original=raw.value,
-        )
+    return status_update(
+        raw,
+        tenant,
+        CHANNEL,
+        channel_order_id=order_id,
+        shop_id=raw.header("shop") or push.optional_text("merchantID") or "",
+        status=status,
+        channel_status=channel_status,
+        event_time_ms=event_ms,
+        path=f"order {order_id}",
+    )
 
 
 def _state_time_ms(push: Fields) -> int | None:

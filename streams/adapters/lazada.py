@@ -45,7 +45,7 @@ from schemas.order import (
     PaymentMethod,
     order_key,
 )
-from streams.adapters.base import Fields, RawInput, Rejected, canonical_fields, stable_event_id
+from streams.adapters.base import Fields, RawInput, Rejected, canonical_fields, stable_event_id, status_update
 
 CHANNEL = "lazada"
 ENVELOPE = "lazada.order.v1"
@@ -146,24 +146,18 @@ def _status_push(raw: RawInput, root: Fields, tenant: str) -> OrderStatusUpdate:
     if status is None:
         raise Rejected("unknown_status", f"{data.at('order_status')}: unknown Lazada item status {channel_status!r}")
     event_ms = _push_time_ms(root, data)
-    key = order_key(tenant, CHANNEL, order_id)
-    with canonical_fields("data"):
-        return OrderStatusUpdate(
-            # the unit is part of the hashed status: two units' pushes in the same second are two updates
-            event_id=stable_event_id(key, f"{line_id}:{channel_status}", event_ms),
-            tenant=tenant,
-            channel=CHANNEL,
-            shop_id=raw.header("shop") or (root.text("seller_id") if root.has("seller_id") else ""),
-            order_key=key,
-            channel_order_id=order_id,
-            line_id=line_id,
-            status=status,
-            channel_status=channel_status,
-            event_time_ms=event_ms,
-            ingest_time_ms=raw.ingest_ms,
-            raw=raw.ref,
-            original=raw.value,
-        )
+    return status_update(
+        raw,
+        tenant,
+        CHANNEL,
+        channel_order_id=order_id,
+        shop_id=raw.header("shop") or (root.text("seller_id") if root.has("seller_id") else ""),
+        status=status,
+        channel_status=channel_status,
+        event_time_ms=event_ms,
+        line_id=line_id,
+        path="data",
+    )
 
 
 def _push_time_ms(root: Fields, data: Fields) -> int:

@@ -21,7 +21,15 @@ from schemas.order import (
     PaymentMethod,
     order_key,
 )
-from streams.adapters.base import Fields, RawInput, Rejected, canonical_fields, epoch_s_to_ms, stable_event_id
+from streams.adapters.base import (
+    Fields,
+    RawInput,
+    Rejected,
+    canonical_fields,
+    epoch_s_to_ms,
+    stable_event_id,
+    status_update,
+)
 
 CHANNEL = "shopee"
 
@@ -95,22 +103,17 @@ def _status_push(raw: RawInput, root: Fields, tenant: str) -> OrderStatusUpdate:
     if status is None:
         raise Rejected("unknown_status", f"{data.at('status')}: unknown Shopee status {channel_status!r}")
     event_ms = epoch_s_to_ms(data.optional_integer("update_time") or root.integer("timestamp", minimum=1))
-    key = order_key(tenant, CHANNEL, order_sn)
-    with canonical_fields("data"):
-        return OrderStatusUpdate(
-            event_id=stable_event_id(key, channel_status, event_ms),
-            tenant=tenant,
-            channel=CHANNEL,
-            shop_id=raw.header("shop") or (root.text("shop_id") if root.has("shop_id") else ""),
-            order_key=key,
-            channel_order_id=order_sn,
-            status=status,
-            channel_status=channel_status,
-            event_time_ms=event_ms,
-            ingest_time_ms=raw.ingest_ms,
-            raw=raw.ref,
-            original=raw.value,
-        )
+    return status_update(
+        raw,
+        tenant,
+        CHANNEL,
+        channel_order_id=order_sn,
+        shop_id=raw.header("shop") or (root.text("shop_id") if root.has("shop_id") else ""),
+        status=status,
+        channel_status=channel_status,
+        event_time_ms=event_ms,
+        path="data",
+    )
 
 
 def _order(raw: RawInput, order: Fields, tenant: str) -> OrderEvent:

@@ -35,7 +35,15 @@ from schemas.order import (
     PaymentMethod,
     order_key,
 )
-from streams.adapters.base import Fields, RawInput, Rejected, canonical_fields, epoch_s_to_ms, stable_event_id
+from streams.adapters.base import (
+    Fields,
+    RawInput,
+    Rejected,
+    canonical_fields,
+    epoch_s_to_ms,
+    stable_event_id,
+    status_update,
+)
 
 CHANNEL = "tiktok"
 
@@ -128,22 +136,17 @@ def _webhook(raw: RawInput, root: Fields, tenant: str, channel: str) -> OrderSta
     if status is None:
         raise Rejected("unknown_status", f"{data.at('order_status')}: unknown TikTok Shop status {channel_status!r}")
     event_ms = _webhook_time_ms(root, data)
-    key = order_key(tenant, channel, order_id)
-    with canonical_fields("data"):
-        return OrderStatusUpdate(
-            event_id=stable_event_id(key, channel_status, event_ms),
-            tenant=tenant,
-            channel=channel,
-            shop_id=raw.header("shop") or (root.text("shop_id") if root.has("shop_id") else ""),
-            order_key=key,
-            channel_order_id=order_id,
-            status=status,
-            channel_status=channel_status,
-            event_time_ms=event_ms,
-            ingest_time_ms=raw.ingest_ms,
-            raw=raw.ref,
-            original=raw.value,
-        )
+    return status_update(
+        raw,
+        tenant,
+        channel,
+        channel_order_id=order_id,
+        shop_id=raw.header("shop") or (root.text("shop_id") if root.has("shop_id") else ""),
+        status=status,
+        channel_status=channel_status,
+        event_time_ms=event_ms,
+        path="data",
+    )
 
 
 def _webhook_time_ms(root: Fields, data: Fields) -> int:
