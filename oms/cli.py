@@ -202,6 +202,24 @@ def _simulate(settings: Settings, args: argparse.Namespace) -> int:
     return 1 if summary.errors else 0
 
 
+def _stock(settings: Settings, args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from connectors.stock_load import StockFileError, load
+
+    try:
+        summary = load(settings, Path(args.file), version=args.version, dry_run=args.dry_run)
+    except StockFileError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    verb = "checked" if args.dry_run else "loaded"
+    print(
+        f"{verb} {summary.rows} counts: {summary.skus} SKUs in {summary.warehouses} warehouses, "
+        f"{summary.units} units on hand"
+    )
+    return 0
+
+
 def _demo(settings: Settings, args: argparse.Namespace) -> int:
     from oms.demo import run_demo
 
@@ -305,6 +323,11 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--start", help="body times start here, ISO-8601 with offset (default 2026-11-11T00:00+08:00)")
     sim.add_argument("--dry-run", action="store_true", help="print a few bodies and the counts; produce nothing")
     sim.add_argument("--show", type=int, default=3, help="dry run: bodies to print (default 3)")
+    stock = add("stock", _stock, "Stock counts: load a CSV of sku,warehouse,on_hand[,version] as versioned snapshots.")
+    stock.add_argument("action", choices=["load"])
+    stock.add_argument("file", help="UTF-8 CSV with header sku,warehouse,on_hand[,version]")
+    stock.add_argument("--version", type=int, help="snapshot version for rows without one (default: file mtime ms)")
+    stock.add_argument("--dry-run", action="store_true", help="check the file, produce nothing")
     demo = add("demo", _demo, "Start everything and push demo orders end to end; print what happened.")
     demo.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for the pipeline (default 180)")
     demo.add_argument("--events", type=int, default=600, help="simulated deliveries in the flash sale (0: none)")

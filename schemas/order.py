@@ -8,7 +8,7 @@ from __future__ import annotations
 import enum
 import time
 from decimal import Decimal, InvalidOperation
-from typing import Any, Self
+from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -230,6 +230,34 @@ class OrderStatusUpdate(_Record):
 
     def encode(self) -> bytes:
         return codec("order_status_update").encode(self.to_avro())
+
+
+class StockAdjustment(_Record):
+    """A count (snapshot) or movement (delta) of one SKU in one warehouse, the record on inventory.adjustments."""
+
+    adjustment_id: str = Field(min_length=1)
+    tenant: str = Field(min_length=1)
+    sku: str = Field(min_length=1, max_length=128)
+    warehouse: str = Field(min_length=1, max_length=64)
+    kind: Literal["snapshot", "delta"]
+    quantity: int = Field(ge=-(2**31), le=2**31)
+    version: int = Field(ge=0, le=LONG_MAX)
+    cause: str = Field(min_length=1)
+    source: str
+    event_time_ms: int = Field(gt=0, le=LONG_MAX)
+
+    @model_validator(mode="after")
+    def _counts_are_not_negative(self) -> Self:
+        if self.kind == "snapshot" and self.quantity < 0:
+            raise ValueError(f"a snapshot counts units on hand and cannot be negative, got {self.quantity}")
+        return self
+
+    def encode(self) -> bytes:
+        return codec("stock_adjustment").encode(self.model_dump())
+
+    @classmethod
+    def decode(cls, data: bytes) -> StockAdjustment:
+        return cls.model_validate(codec("stock_adjustment").decode(data))
 
 
 #: What order-changes.v1 carries, told apart by the schema fingerprint in each record's header.

@@ -74,8 +74,16 @@ DEAD_LETTERS = TopicSpec(
     config=_LARGE,
 )
 
+STOCK_ADJUSTMENTS = TopicSpec(
+    name="inventory.adjustments",
+    key="sku (utf-8)",
+    value="StockAdjustment: versioned snapshot or delta from a WMS, a POS or `oms stock load`",
+    value_schemas=("stock_adjustment",),
+    description="The inventory stage applies each once by adjustment id; older snapshots never win.",
+)
+
 RAW_ORDERS: tuple[TopicSpec, ...] = tuple(raw_orders(c) for c in CHANNELS)
-ALL: tuple[TopicSpec, ...] = (*RAW_ORDERS, ORDER_CHANGES, ORDERS, DEAD_LETTERS)
+ALL: tuple[TopicSpec, ...] = (*RAW_ORDERS, ORDER_CHANGES, ORDERS, DEAD_LETTERS, STOCK_ADJUSTMENTS)
 
 
 def channel_of_raw_topic(topic: str, prefix: str) -> str | None:
