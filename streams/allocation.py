@@ -18,6 +18,9 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
 
 from schemas.order import OrderEvent, OrderStatus
 from streams.inventory import Decision, HoldState
@@ -66,6 +69,31 @@ class Allocation:
     decisions: dict[str, HoldState] = field(default_factory=dict)
     outcome: Outcome = Outcome.PENDING
     status: OrderStatus | None = None
+
+    def to_bytes(self) -> bytes:
+        """The table value: compact JSON (internal state, not a topic contract)."""
+        return orjson.dumps(
+            {
+                "order_key": self.order_key,
+                "policy": self.policy.value,
+                "lines": {hold: [sku, qty] for hold, (sku, qty) in self.lines.items()},
+                "decisions": {hold: state.value for hold, state in self.decisions.items()},
+                "outcome": self.outcome.value,
+                "status": self.status.value if self.status else None,
+            }
+        )
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Allocation:
+        doc: dict[str, Any] = orjson.loads(data)
+        return cls(
+            order_key=doc["order_key"],
+            policy=ShortPolicy(doc["policy"]),
+            lines={hold: (sku, qty) for hold, (sku, qty) in doc["lines"].items()},
+            decisions={hold: HoldState(state) for hold, state in doc["decisions"].items()},
+            outcome=Outcome(doc["outcome"]),
+            status=OrderStatus(doc["status"]) if doc["status"] else None,
+        )
 
     @staticmethod
     def hold_id(order_key: str, line_id: str) -> str:

@@ -29,6 +29,9 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
 
 
 class HoldState(enum.StrEnum):
@@ -95,6 +98,37 @@ class SkuStock:
     #: commands that arrived before they could apply (pay/ship before the reserve, restock before the
     #: ship): applied the moment they can be, so delivery order never loses one
     early: dict[str, set[str]] = field(default_factory=dict)
+
+    def to_bytes(self) -> bytes:
+        """The table value: compact JSON (internal state, not a topic contract)."""
+        return orjson.dumps(
+            {
+                "sku": self.sku,
+                "cap": self.preorder_cap,
+                "rows": {w: [r.on_hand, r.reserved, r.snapshot_version] for w, r in self.rows.items()},
+                "holds": {
+                    h.hold_id: [h.state.value, h.quantity, h.warehouse, h.expires_at_ms, h.paid]
+                    for h in self.holds.values()
+                },
+                "adjustments": sorted(self.adjustments),
+                "early": {k: sorted(v) for k, v in self.early.items()},
+            }
+        )
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> SkuStock:
+        doc: dict[str, Any] = orjson.loads(data)
+        return cls(
+            sku=doc["sku"],
+            preorder_cap=doc["cap"],
+            rows={w: Row(*values) for w, values in doc["rows"].items()},
+            holds={
+                hold_id: Hold(hold_id, HoldState(state), quantity, warehouse, expires, paid)
+                for hold_id, (state, quantity, warehouse, expires, paid) in doc["holds"].items()
+            },
+            adjustments=set(doc["adjustments"]),
+            early={k: set(v) for k, v in doc["early"].items()},
+        )
 
     def row(self, warehouse: str) -> Row:
         return self.rows.setdefault(warehouse, Row())

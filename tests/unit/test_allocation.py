@@ -86,7 +86,9 @@ class Pipeline:
             for row in stock.rows.values():  # after every command on a SKU: nothing held beyond on hand
                 assert row.reserved <= row.on_hand, f"{stock.sku} oversold: {row}"
         else:
-            self._send(self.allocations[queue[1]].on_decision(item))
+            allocation = self.allocations[queue[1]]
+            self._send(allocation.on_decision(item))
+            assert Allocation.from_bytes(allocation.to_bytes()) == allocation, "state survives its table encoding"
         return True
 
     def drain(self) -> None:

@@ -131,6 +131,11 @@ class InventoryMachine(RuleBasedStateMachine):
             assert all(h.state is HoldState.RELEASED for h in changed), changed
 
     @invariant()
+    def the_state_survives_its_table_encoding(self) -> None:
+        if hasattr(self, "stock"):
+            assert SkuStock.from_bytes(self.stock.to_bytes()) == self.stock
+
+    @invariant()
     def reserved_is_the_sum_of_held_units(self) -> None:
         if not hasattr(self, "stock"):
             return
