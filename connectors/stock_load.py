@@ -137,7 +137,16 @@ def load(settings: Settings, path: Path, version: int | None = None, dry_run: bo
     )
     if dry_run:
         return summary
-    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap, "acks": "all", "enable.idempotence": True})
+    # murmur2_random is the partitioner of faust (aiokafka) and Java: a SKU's adjustments must land in the
+    # partition where the inventory stage also receives that SKU's commands (co-partitioning).
+    producer = Producer(
+        {
+            "bootstrap.servers": settings.kafka_bootstrap,
+            "acks": "all",
+            "enable.idempotence": True,
+            "partitioner": "murmur2_random",
+        }
+    )
     topic = STOCK_ADJUSTMENTS.full_name(settings.topic_prefix)
     errors: list[str] = []
     for row in rows:

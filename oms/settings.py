@@ -70,6 +70,10 @@ class Settings(BaseSettings):
     )
     pending_check_s: float = Field(default=10.0, gt=0, le=3600, description="How often waiting updates are checked.")
 
+    short_policy: Literal["reject", "backorder", "partial"] = Field(
+        default="reject", description="What an order with a line short of stock becomes (per channel: issue 5 rules)."
+    )
+
     webhook_host: str = Field(default="127.0.0.1", description="`oms connectors serve` bind address.")
     webhook_port: int = Field(default=8080, ge=1, le=65535)
     webhook_public_url: str = Field(

@@ -82,8 +82,48 @@ STOCK_ADJUSTMENTS = TopicSpec(
     description="The inventory stage applies each once by adjustment id; older snapshots never win.",
 )
 
+STOCK_COMMANDS = TopicSpec(
+    name="stock-commands.v1",
+    key="sku (utf-8)",
+    value="StockCommand: reserve/pay/release/ship/restock for one order line",
+    value_schemas=("stock_command",),
+    description="Allocation -> inventory. Co-partitioned with inventory.adjustments (same key, same count).",
+)
+
+RESERVATIONS = TopicSpec(
+    name="reservations.v1",
+    key="order key (utf-8)",
+    value="Reservation: the inventory's answer for one line",
+    value_schemas=("reservation",),
+    description="Inventory -> allocation. Co-partitioned with orders.v1.",
+)
+
+ALLOCATIONS = TopicSpec(
+    name="allocations.v1",
+    key="order key (utf-8)",
+    value="Allocation: the order's stock outcome once every line is decided",
+    value_schemas=("allocation",),
+)
+
+INVENTORY = TopicSpec(
+    name="inventory.v1",
+    key="sku (utf-8)",
+    value="StockMovement: the ledger of every stock change, before/after/cause",
+    value_schemas=("stock_movement",),
+)
+
 RAW_ORDERS: tuple[TopicSpec, ...] = tuple(raw_orders(c) for c in CHANNELS)
-ALL: tuple[TopicSpec, ...] = (*RAW_ORDERS, ORDER_CHANGES, ORDERS, DEAD_LETTERS, STOCK_ADJUSTMENTS)
+ALL: tuple[TopicSpec, ...] = (
+    *RAW_ORDERS,
+    ORDER_CHANGES,
+    ORDERS,
+    DEAD_LETTERS,
+    STOCK_ADJUSTMENTS,
+    STOCK_COMMANDS,
+    RESERVATIONS,
+    ALLOCATIONS,
+    INVENTORY,
+)
 
 
 def channel_of_raw_topic(topic: str, prefix: str) -> str | None:

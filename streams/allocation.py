@@ -58,6 +58,12 @@ class StockCommand:
     hold_id: str
     quantity: int = 0
     cause: str = ""
+    warehouses: tuple[str, ...] = ()
+    expires_at_ms: int | None = None
+
+    @property
+    def order_key(self) -> str:
+        return self.hold_id.rsplit("|", 1)[0]
 
 
 @dataclass

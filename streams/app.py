@@ -7,6 +7,7 @@ it commits that offset: at-least-once, made safe downstream by stable event ids.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Iterable, Mapping
@@ -18,8 +19,8 @@ from faust.types import EventT, StreamT
 from oms.settings import Settings
 from schemas import topics
 from schemas.codec import CodecError
-from schemas.order import DeadLetter, decode_change
-from streams import lifecycle
+from schemas.order import DeadLetter, OrderEvent, StockAdjustment, decode_change
+from streams import allocation, inventory, lifecycle, stock_records
 from streams.adapters.base import RawInput
 from streams.codecs import register_codecs
 from streams.normalize import dead_letter, normalize
@@ -48,6 +49,8 @@ def create_app(settings: Settings) -> faust.App:
     )
     register_normalize(app, settings)
     register_lifecycle(app, settings)
+    register_allocation(app, settings)
+    register_inventory(app, settings)
     return app
 
 
@@ -114,14 +117,16 @@ def register_lifecycle(app: faust.App, settings: Settings) -> Any:
     waiting = _bytes_table(app, "order-pending", settings)
 
     async def record(key: bytes, step: lifecycle.Step) -> None:
+        """Outputs first (acknowledged), then the state: a crash can repeat an output, never lose one."""
+        for letter in step.dead:
+            log.warning("dead letter %s: %s: %s", letter.dead_letter_id, letter.reason_code, letter.reason)
+        await publish([(dead, letter.source_topic.encode(), letter.to_avro()) for letter in step.dead])
         state[key] = step.state.to_bytes()
         oldest = step.state.oldest_pending_ms
         if oldest is None:
             waiting.pop(key, None)
         else:
             waiting[key] = str(oldest).encode()
-        for letter in step.dead:
-            await _send_dead(dead, letter)
 
     async def lifecycle_agent(stream: StreamT[bytes]) -> AsyncIterator[int]:
         async for event in stream.events():
@@ -134,9 +139,8 @@ def register_lifecycle(app: faust.App, settings: Settings) -> Any:
                 await _send_dead(dead, letter)
                 continue
             step = lifecycle.apply(lifecycle.OrderState.from_bytes(state.get(key)), change)
+            await publish([(orders, key, order.to_avro()) for order in step.emit])
             await record(key, step)
-            for order in step.emit:
-                await orders.send(key=key, value=order.to_avro())
             yield len(step.emit)
 
     async def expire_pending() -> None:
@@ -149,6 +153,122 @@ def register_lifecycle(app: faust.App, settings: Settings) -> Any:
 
     app.timer(settings.pending_check_s, name="expire-pending-updates")(expire_pending)
     return app.agent(changes, name="lifecycle")(lifecycle_agent)
+
+
+def register_allocation(app: faust.App, settings: Settings) -> Any:
+    """orders.v1 + reservations.v1 -> stock-commands.v1 and allocations.v1 (streams/allocation.py)."""
+    prefix = settings.topic_prefix
+    orders_name = topics.ORDERS.full_name(prefix)
+    source = app.topic(
+        orders_name, topics.RESERVATIONS.full_name(prefix), key_type=bytes, value_type=bytes,
+        key_serializer="raw", value_serializer="raw",
+    )  # fmt: skip
+    commands = _raw_topic(app, topics.STOCK_COMMANDS.full_name(prefix))
+    outcomes = _raw_topic(app, topics.ALLOCATIONS.full_name(prefix))
+    dead = _dead_letters(app, settings)
+    table = _bytes_table(app, "allocations", settings)
+    policy = allocation.ShortPolicy(settings.short_policy)
+
+    async def allocation_agent(stream: StreamT[bytes]) -> AsyncIterator[int]:
+        async for event in stream.events():
+            key = event.key if isinstance(event.key, bytes) else b""
+            stored = table.get(key)
+            state = allocation.Allocation.from_bytes(stored) if stored else allocation.Allocation(key.decode(), policy)
+            before = state.outcome
+            try:
+                if event.message.topic == orders_name:
+                    sent = state.on_order(OrderEvent.decode(event.value))
+                else:
+                    sent = state.on_decision(stock_records.decode_decision(event.value))
+            except (CodecError, ValueError) as exc:
+                raw = raw_input_of(event, prefix)
+                await _send_dead(dead, dead_letter(raw, settings.tenant, "undecodable", str(exc), stage="allocation"))
+                continue
+            out = [(commands, c.sku.encode(), stock_records.encode_command(c)) for c in sent]
+            if state.outcome is not before:
+                out.append((outcomes, key, stock_records.encode_allocation(state)))
+            await publish(out)
+            table[key] = state.to_bytes()
+            yield len(sent)
+
+    return app.agent(source, name="allocation")(allocation_agent)
+
+
+def register_inventory(app: faust.App, settings: Settings) -> Any:
+    """stock-commands.v1 + inventory.adjustments -> reservations.v1 and the inventory.v1 ledger."""
+    prefix = settings.topic_prefix
+    commands_name = topics.STOCK_COMMANDS.full_name(prefix)
+    source = app.topic(
+        commands_name, topics.STOCK_ADJUSTMENTS.full_name(prefix), key_type=bytes, value_type=bytes,
+        key_serializer="raw", value_serializer="raw",
+    )  # fmt: skip
+    answers = _raw_topic(app, topics.RESERVATIONS.full_name(prefix))
+    ledger = _raw_topic(app, topics.INVENTORY.full_name(prefix))
+    dead = _dead_letters(app, settings)
+    table = _bytes_table(app, "stock", settings)
+
+    async def inventory_agent(stream: StreamT[bytes]) -> AsyncIterator[int]:
+        async for event in stream.events():
+            key = event.key if isinstance(event.key, bytes) else b""
+            stored = table.get(key)
+            stock = inventory.SkuStock.from_bytes(stored) if stored else inventory.SkuStock(key.decode())
+            decision = None
+            try:
+                if event.message.topic == commands_name:
+                    command = stock_records.decode_command(event.value)
+                    if command.verb is allocation.Verb.RESERVE:
+                        decision, moves = stock.reserve(
+                            command.hold_id, command.quantity, command.warehouses, command.expires_at_ms
+                        )
+                    else:
+                        moves = _apply(stock, command)
+                else:
+                    adjustment = StockAdjustment.decode(event.value)
+                    if adjustment.kind == "snapshot":
+                        moves = stock.snapshot(
+                            adjustment.adjustment_id, adjustment.warehouse, adjustment.quantity, adjustment.version
+                        )
+                    else:
+                        moves = stock.delta(
+                            adjustment.adjustment_id, adjustment.warehouse, adjustment.quantity, adjustment.cause
+                        )
+            except (CodecError, ValueError) as exc:
+                raw = raw_input_of(event, prefix)
+                await _send_dead(dead, dead_letter(raw, settings.tenant, "undecodable", str(exc), stage="inventory"))
+                continue
+            out = [(ledger, key, stock_records.encode_movement(move)) for move in moves]
+            if decision is not None:
+                order = decision.hold_id.rsplit("|", 1)[0]
+                out.append((answers, order.encode(), stock_records.encode_decision(decision)))
+            await publish(out)
+            table[key] = stock.to_bytes()
+            yield len(moves)
+
+    return app.agent(source, name="inventory")(inventory_agent)
+
+
+def _apply(stock: inventory.SkuStock, command: allocation.StockCommand) -> list[inventory.Movement]:
+    verb = allocation.Verb
+    if command.verb is verb.PAY:
+        return stock.pay(command.hold_id)
+    if command.verb is verb.RELEASE:
+        return stock.release(command.hold_id, command.cause or "release")
+    if command.verb is verb.SHIP:
+        return stock.ship(command.hold_id)
+    return stock.restock(command.hold_id)
+
+
+async def publish(messages: list[tuple[Any, bytes, Any]]) -> None:
+    """Send a step's outputs now and wait until Kafka has them all; call it BEFORE writing the state.
+
+    faust publishes an agent's ordinary sends at commit time, but a table's changelog goes out
+    whenever the producer flushes. After a kill -9 the restored state could then already hold an
+    effect whose output was never sent, and the re-run input is a no-op: the output is lost. With
+    outputs acknowledged first, a crash can only repeat an output (same ids downstream), never lose one.
+    """
+    futures = [await topic.send(key=key, value=value, force=True) for topic, key, value in messages]
+    if futures:
+        await asyncio.gather(*futures)
 
 
 def _bytes_table(app: faust.App, name: str, settings: Settings) -> Any:

@@ -152,6 +152,8 @@ class SkuStock:
         known = self.holds.get(hold_id)
         if known is not None:  # a duplicate, or the reserve of a hold released before it arrived
             return self._decision(known), []
+        if not warehouses:  # no preference given: the warehouse with most available units first
+            warehouses = tuple(sorted(self.rows, key=lambda w: (-self.rows[w].available(self.preorder_cap), w)))
         for warehouse in warehouses:
             row = self.rows.get(warehouse)
             if row is not None and row.available(self.preorder_cap) >= quantity:

@@ -1,0 +1,88 @@
+"""Avro conversion of the inventory stage's records, at the Kafka edge of the pure cores."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from schemas.codec import codec
+from streams.allocation import Allocation, StockCommand, Verb
+from streams.inventory import Decision, HoldState, Movement
+
+
+def encode_command(command: StockCommand) -> bytes:
+    return codec("stock_command").encode(
+        {
+            "verb": command.verb.value,
+            "sku": command.sku,
+            "hold_id": command.hold_id,
+            "order_key": command.order_key,
+            "quantity": command.quantity,
+            "cause": command.cause,
+            "warehouses": list(command.warehouses),
+            "expires_at_ms": command.expires_at_ms,
+        }
+    )
+
+
+def decode_command(data: bytes) -> StockCommand:
+    r = codec("stock_command").decode(data)
+    return StockCommand(
+        Verb(r["verb"]), r["sku"], r["hold_id"], r["quantity"], r["cause"], tuple(r["warehouses"]), r["expires_at_ms"]
+    )
+
+
+def encode_decision(decision: Decision) -> bytes:
+    return codec("reservation").encode(
+        {
+            "hold_id": decision.hold_id,
+            "order_key": decision.hold_id.rsplit("|", 1)[0],
+            "sku": decision.sku,
+            "quantity": decision.quantity,
+            "state": decision.state.value,
+            "warehouse": decision.warehouse,
+            "available": decision.available,
+        }
+    )
+
+
+def decode_decision(data: bytes) -> Decision:
+    r = codec("reservation").decode(data)
+    return Decision(r["hold_id"], r["sku"], r["quantity"], HoldState(r["state"]), r["warehouse"], r["available"])
+
+
+def encode_movement(move: Movement) -> bytes:
+    return codec("stock_movement").encode(
+        {
+            "sku": move.sku,
+            "warehouse": move.warehouse,
+            "cause": move.cause,
+            "ref": move.ref,
+            "on_hand_before": move.on_hand[0],
+            "on_hand_after": move.on_hand[1],
+            "reserved_before": move.reserved[0],
+            "reserved_after": move.reserved[1],
+        }
+    )
+
+
+def encode_allocation(allocation: Allocation) -> bytes:
+    lines = [
+        {
+            "hold_id": hold,
+            "sku": sku,
+            "quantity": quantity,
+            "state": allocation.decisions.get(hold, HoldState.RELEASED).value,
+        }
+        for hold, (sku, quantity) in sorted(allocation.lines.items())
+    ]
+    record = {
+        "order_key": allocation.order_key,
+        "outcome": allocation.outcome.value,
+        "policy": allocation.policy.value,
+        "lines": lines,
+    }
+    return codec("allocation").encode(record)
+
+
+def decode_allocation(data: bytes) -> dict[str, Any]:
+    return codec("allocation").decode(data)

@@ -1,0 +1,164 @@
+"""Issue 4's flash sale through real Kafka: every order decided, nothing oversold.
+
+20 SKUs x 50 units across 3 warehouses, five channels selling the same stock with ten times more
+demand than stock (the simulator's real payload shapes, with cancellations, duplicates and status
+updates arriving early).
+
+Not yet here: the same sale with a worker `kill -9`ed midway. Run by hand it left 1 of ~3,700
+orders undecided in 2 of 3 runs (an answer on reservations.v1 committed but its effect missing from
+the allocation changelog); see the issue 4 note. It joins this test when that is fixed.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from connectors.simulator import Simulator, run_to_kafka
+from connectors.stock_load import load
+from infra.process import ManagedProcess
+from infra.topics import ensure_topics
+from oms.runtime import spawn_worker
+from oms.settings import Settings
+from schemas.order import OrderEvent, OrderStatus, order_key
+from schemas.topics import ALLOCATIONS, INVENTORY, ORDERS
+from streams.stock_records import decode_allocation
+from tests.integration.conftest import read_topic
+
+pytestmark = pytest.mark.integration
+
+SKUS = [f"FS-{i:02d}" for i in range(20)]
+WAREHOUSES = ("WH-SG-1", "WH-SG-2", "WH-SG-3")
+PER_WAREHOUSE = (17, 17, 16)  # 50 per SKU
+CHANNELS = ["shopee", "lazada", "tiktok", "shopify", "pos"]
+
+
+@pytest.fixture()
+def sale(services: Settings, tmp_path: Path) -> Iterator[tuple[Settings, list[ManagedProcess]]]:
+    settings = Settings(
+        data_dir=tmp_path / "oms",
+        kafka_bootstrap=services.kafka_bootstrap,
+        redis_url=services.redis_url,
+        topic_prefix=f"fs{uuid.uuid4().hex[:8]}.",
+        consumer_session_timeout_s=6.0,
+    )
+    ensure_topics(settings)
+    csv = tmp_path / "stock.csv"
+    rows = [f"{sku},{w},{n}" for sku in SKUS for w, n in zip(WAREHOUSES, PER_WAREHOUSE, strict=True)]
+    csv.write_text("sku,warehouse,on_hand,version\n" + "\n".join(f"{r},1" for r in rows) + "\n")
+    assert load(settings, csv).units == 50 * len(SKUS)
+    workers = [spawn_worker(settings, "sale-worker")]
+    yield settings, workers
+    for proc in workers:
+        proc.stop()
+
+
+def _latest_outcomes(settings: Settings, done: Any, timeout: float) -> dict[str, dict[str, Any]]:
+    messages = read_topic(settings, ALLOCATIONS.full_name(settings.topic_prefix), done, timeout)
+    latest: dict[str, dict[str, Any]] = {}
+    for m in messages:  # one order's outcomes share a partition, so this is their order
+        latest[m.key().decode()] = decode_allocation(m.value())
+    return latest
+
+
+def test_flash_sale_across_five_channels_decides_every_order_and_never_oversells(
+    sale: tuple[Settings, list[ManagedProcess]],
+) -> None:
+    settings, workers = sale
+    sim = Simulator(seed=11, channels=CHANNELS, markets=["SG"], skus=SKUS, hot_share=0.0)
+    total = 14_000  # about ten units demanded per unit in stock
+    half = total // 2
+    began = time.monotonic()
+    run_to_kafka(settings, sim, half, rate=0)
+    run_to_kafka(settings, _Rest(sim, half), total - half, rate=0)
+
+    expected = {order_key(settings.tenant, e.channel, e.order_id) for e in sim.events(total) if e.kind == "order"}
+    orders_topic = ORDERS.full_name(settings.topic_prefix)
+
+    def all_orders(messages: list[Any]) -> bool:
+        return len({m.key().decode() for m in messages} & expected) >= len(expected)
+
+    orders = {m.key().decode(): m for m in read_topic(settings, orders_topic, all_orders, 600)}
+    missing = expected - set(orders)
+    assert not missing, f"{len(missing)} of {len(expected)} orders never reached orders.v1; {workers[-1].log_tail()}"
+
+    def all_decided(messages: list[Any]) -> bool:
+        return len({m.key().decode() for m in messages} & expected) >= len(expected)
+
+    outcomes = _latest_outcomes(settings, all_decided, 240)
+    undecided = expected - set(outcomes)
+    assert not undecided, _why_undecided(settings, undecided, orders)
+
+    confirmed: dict[str, int] = defaultdict(int)
+    for outcome in outcomes.values():
+        if outcome["outcome"] == "allocated":
+            for line in outcome["lines"]:
+                confirmed[line["sku"]] += line["quantity"]
+    cancelled_after = {k for k, m in orders.items() if OrderEvent.decode(m.value()).status is OrderStatus.CANCELLED}
+    for sku in SKUS:
+        assert confirmed[sku] <= 50, f"{sku}: {confirmed[sku]} units confirmed of 50: oversold"
+    sold = sum(confirmed.values())
+    # Sell-through is a measurement, not the promise: under the default reject policy a multi-line
+    # order holds its granted lines until its short line is refused, and under load that stock can
+    # come back after the demand has passed (an in-memory replay of this sale sells ~95 %). The floor
+    # only catches a pipeline that stopped selling.
+    assert sold >= 0.5 * 50 * len(SKUS), f"only {sold} of {50 * len(SKUS)} units sold under 10x demand"
+
+    ledger = read_topic(settings, INVENTORY.full_name(settings.topic_prefix), lambda ms: False, 20)
+    from schemas.codec import codec
+
+    for m in ledger:
+        move = codec("stock_movement").decode(m.value())
+        if move["cause"] == "reserve":
+            assert move["reserved_after"] <= move["on_hand_after"], f"oversold at {move}"
+    print(
+        f"flash sale: {len(orders)} orders, {sold} units confirmed of {50 * len(SKUS)}, "
+        f"{len(cancelled_after)} cancelled, {len(ledger)} ledger movements, {time.monotonic() - began:.0f}s"
+    )
+
+
+def _why_undecided(settings: Settings, undecided: set[str], orders: dict[str, Any]) -> str:
+    """What each undecided order went through, for the failure message."""
+    from schemas.topics import RESERVATIONS, STOCK_COMMANDS
+    from streams.stock_records import decode_command, decode_decision
+
+    prefix = settings.topic_prefix
+    history = [
+        OrderEvent.decode(m.value()).status.value
+        for m in read_topic(settings, ORDERS.full_name(prefix), lambda ms: False, 10)
+        if m.key().decode() in undecided
+    ]
+    answers = [
+        decode_decision(m.value())
+        for m in read_topic(settings, RESERVATIONS.full_name(prefix), lambda ms: False, 10)
+        if m.key().decode() in undecided
+    ]
+    asked = [
+        decode_command(m.value())
+        for m in read_topic(settings, STOCK_COMMANDS.full_name(prefix), lambda ms: False, 10)
+        if decode_command(m.value()).order_key in undecided
+    ]
+    return (
+        f"{len(undecided)} orders never decided: {sorted(undecided)[:3]}\n"
+        f"orders.v1 statuses: {history}\ncommands: {asked}\nreservations: {answers}"
+    )
+
+
+class _Rest:
+    """The simulator's events after the first ``skip`` (the second half of the same sale)."""
+
+    def __init__(self, sim: Simulator, skip: int) -> None:
+        self.sim = sim
+        self.skip = skip
+
+    def events(self, count: int | None = None) -> Iterator[Any]:
+        stream = self.sim.events(None if count is None else self.skip + count)
+        for i, event in enumerate(stream):
+            if i >= self.skip:
+                yield event
