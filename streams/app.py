@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any
 
 import faust
+from aiokafka.partitioner import murmur2
 from faust.types import EventT, StreamT
 
 from oms.settings import Settings
@@ -121,12 +122,12 @@ def register_lifecycle(app: faust.App, settings: Settings) -> Any:
         for letter in step.dead:
             log.warning("dead letter %s: %s: %s", letter.dead_letter_id, letter.reason_code, letter.reason)
         await publish([(dead, letter.source_topic.encode(), letter.to_avro()) for letter in step.dead])
-        state[key] = step.state.to_bytes()
+        state.set(key, step.state.to_bytes())
         oldest = step.state.oldest_pending_ms
         if oldest is None:
-            waiting.pop(key, None)
+            waiting.delete(key)
         else:
-            waiting[key] = str(oldest).encode()
+            waiting.set(key, str(oldest).encode())
 
     async def lifecycle_agent(stream: StreamT[bytes]) -> AsyncIterator[int]:
         async for event in stream.events():
@@ -188,7 +189,7 @@ def register_allocation(app: faust.App, settings: Settings) -> Any:
             if state.outcome is not before:
                 out.append((outcomes, key, stock_records.encode_allocation(state)))
             await publish(out)
-            table[key] = state.to_bytes()
+            table.set(key, state.to_bytes())
             yield len(sent)
 
     return app.agent(source, name="allocation")(allocation_agent)
@@ -241,7 +242,7 @@ def register_inventory(app: faust.App, settings: Settings) -> Any:
                 order = decision.hold_id.rsplit("|", 1)[0]
                 out.append((answers, order.encode(), stock_records.encode_decision(decision)))
             await publish(out)
-            table[key] = stock.to_bytes()
+            table.set(key, stock.to_bytes())
             yield len(moves)
 
     return app.agent(source, name="inventory")(inventory_agent)
@@ -271,18 +272,47 @@ async def publish(messages: list[tuple[Any, bytes, Any]]) -> None:
         await asyncio.gather(*futures)
 
 
-def _bytes_table(app: faust.App, name: str, settings: Settings) -> Any:
-    """A table of raw bytes keys and values, changelog partition chosen by key.
+class KeyedTable:
+    """A faust table of bytes whose changelog partition is computed from the key, always.
 
-    use_partitioner: the expiry timer writes outside any event, so the changelog partition must come
-    from the key (the producers' murmur2 partitioner), not from the current event.
+    faust picks the changelog partition either from the current event (which does not exist in a
+    timer) or, with ``use_partitioner``, from the producer's metadata for the changelog topic, which a
+    freshly started worker may not have yet: the write then raises, faust restarts the agent, and the
+    event being processed is lost. Kafka's murmur2 of the key - what faust's and our producers use for
+    the source topics - needs neither, and puts each key's state where its inputs are.
     """
-    table: Any = app.Table(name, key_type=bytes, value_type=bytes, partitions=settings.partitions, use_partitioner=True)
-    # faust derives serializers from the types and would JSON-encode bytes; set them before the
-    # changelog topic is first built.
-    table.key_serializer = "raw"
-    table.value_serializer = "raw"
-    return table
+
+    def __init__(self, app: faust.App, name: str, partitions: int) -> None:
+        table: Any = app.Table(name, key_type=bytes, value_type=bytes, partitions=partitions)
+        self.table = table
+        # faust derives serializers from the types and would JSON-encode bytes; set them before the
+        # changelog topic is first built.
+        self.table.key_serializer = "raw"
+        self.table.value_serializer = "raw"
+        self.partitions = partitions
+
+    def partition(self, key: bytes) -> int:
+        return int((murmur2(key) & 0x7FFFFFFF) % self.partitions)
+
+    def get(self, key: bytes) -> bytes | None:
+        value = self.table.data.get(key)
+        return value if isinstance(value, bytes) else None
+
+    def set(self, key: bytes, value: bytes) -> None:
+        self.table.data[key] = value
+        self.table.send_changelog(self.partition(key), key, value)
+
+    def delete(self, key: bytes) -> None:
+        if key in self.table.data:
+            del self.table.data[key]
+            self.table.send_changelog(self.partition(key), key, None)
+
+    def items(self) -> list[tuple[bytes, bytes]]:
+        return list(self.table.data.items())
+
+
+def _bytes_table(app: faust.App, name: str, settings: Settings) -> KeyedTable:
+    return KeyedTable(app, name, settings.partitions)
 
 
 def _raw_topic(app: faust.App, name: str) -> Any:
