@@ -77,6 +77,16 @@ class ManagedProcess:
         self.pid_file.unlink(missing_ok=True)
         return True
 
+    def kill(self) -> bool:
+        """SIGKILL at once, no chance to clean up (crash tests). Returns True when ours was running."""
+        pid = self.pid()
+        if pid is None:
+            return False
+        _signal(pid, signal.SIGKILL)
+        wait_until(lambda: self.pid() is None, 5.0)
+        self.pid_file.unlink(missing_ok=True)
+        return True
+
     def log_tail(self, lines: int = 25) -> str:
         try:
             return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])

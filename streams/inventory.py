@@ -165,6 +165,7 @@ class SkuStock:
                 if "ship" in waiting:
                     moves += self._ship(hold, waiting)
                 return self._decision(hold), moves
+        self.early.pop(hold_id, None)  # nothing was held: a waiting pay or ship has nothing to act on
         hold = Hold(hold_id, HoldState.SHORT, quantity)
         self.holds[hold_id] = hold
         return self._decision(hold), []
@@ -174,8 +175,9 @@ class SkuStock:
         if hold is None:  # paid before reserved: remember, so the reserve does not expire
             self.early.setdefault(hold_id, set()).add("pay")
             return []
-        hold.paid = True
-        hold.expires_at_ms = None
+        if hold.state is HoldState.RESERVED:  # a short or released hold has nothing to keep
+            hold.paid = True
+            hold.expires_at_ms = None
         return []
 
     def release(self, hold_id: str, cause: str = "release") -> list[Movement]:

@@ -16,7 +16,7 @@ import pytest
 
 from schemas.order import Address, Market, OrderEvent, OrderLine, OrderStatus, PaymentMethod, RawRef
 from streams.allocation import Allocation, Outcome, ShortPolicy, StockCommand, Verb
-from streams.inventory import Decision, SkuStock
+from streams.inventory import Decision, HoldState, SkuStock
 
 WAREHOUSES = ("WH-SG-1", "WH-SG-2", "WH-SG-3")
 CHANNELS = ("shopee", "lazada", "tiktok", "shopify", "pos")
@@ -151,6 +151,20 @@ def test_reject_policy_releases_the_lines_that_were_reserved_when_one_is_short()
     pipe.drain()
     assert pipe.allocations["t1:tiktok:1"].outcome is Outcome.REJECTED
     assert sum(r.reserved for r in pipe.stock["SKU-A"].rows.values()) == 0
+
+
+def test_an_order_shipped_before_its_short_line_was_decided_is_partial_not_rejected() -> None:
+    """The channel says the parcel left: the held line shipped and must not be counted as released."""
+    allocation = Allocation("t1:shopee:7")
+    order = _order("shopee", 7, [("SKU-A", 2), ("SKU-B", 1)])
+    reserves = allocation.on_order(order)
+    assert [c.verb for c in reserves] == [Verb.RESERVE, Verb.RESERVE, Verb.PAY, Verb.PAY]
+    shipped = _order("shopee", 7, [("SKU-A", 2), ("SKU-B", 1)], OrderStatus.SHIPPED)
+    assert {c.verb for c in allocation.on_order(shipped)} == {Verb.PAY, Verb.SHIP}
+    held, short = sorted(allocation.lines)
+    assert allocation.on_decision(Decision(held, "SKU-A", 2, HoldState.RESERVED, "WH-SG-1", 3)) == []
+    assert allocation.on_decision(Decision(short, "SKU-B", 1, HoldState.SHORT, None, 0)) == []
+    assert allocation.outcome is Outcome.PARTIAL
 
 
 @pytest.mark.parametrize(("policy", "outcome", "held"), [(ShortPolicy.BACKORDER, Outcome.BACKORDERED, 2),
