@@ -9,16 +9,17 @@ from __future__ import annotations
 import difflib
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "OMS_"
+T = TypeVar("T")
 
 _HOST_PORT = re.compile(r"^[A-Za-z0-9.\-\[\]:]+:\d{1,5}$")
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
@@ -70,9 +71,17 @@ class Settings(BaseSettings):
     )
     pending_check_s: float = Field(default=10.0, gt=0, le=3600, description="How often waiting updates are checked.")
 
-    short_policy: Literal["reject", "backorder", "partial"] = Field(
-        default="reject", description="What an order with a line short of stock becomes (per channel: issue 5 rules)."
+    short_policy: str = Field(
+        default="reject",
+        description="What an order with a line short of stock becomes: reject, backorder or partial. One value "
+        "for all channels, or per channel: `*=reject,lazada=backorder`.",
     )
+    unpaid_hold_s: str = Field(
+        default="*=3600,lazada=1800",
+        description="How long stock stays reserved for an unpaid order, counted from its creation, per channel "
+        "(`*` is every other channel). Then the hold is released and the order is `expired`.",
+    )
+    hold_check_s: float = Field(default=5.0, gt=0, le=3600, description="How often unpaid holds are checked.")
 
     webhook_host: str = Field(default="127.0.0.1", description="`oms connectors serve` bind address.")
     webhook_port: int = Field(default=8080, ge=1, le=65535)
@@ -119,6 +128,24 @@ class Settings(BaseSettings):
             raise ValueError(f"use letters, digits and _ (not starting with a digit), got {value!r}")
         return value
 
+    @field_validator("short_policy")
+    @classmethod
+    def _short_policy(cls, value: str) -> str:
+        per_channel(value, _policy)
+        return value
+
+    @field_validator("unpaid_hold_s")
+    @classmethod
+    def _unpaid_hold(cls, value: str) -> str:
+        per_channel(value, _seconds)
+        return value
+
+    def short_policy_for(self, channel: str) -> str:
+        return per_channel(self.short_policy, _policy)(channel)
+
+    def unpaid_hold_ms(self, channel: str) -> int:
+        return int(per_channel(self.unpaid_hold_s, _seconds)(channel) * 1000)
+
     @field_validator("topic_prefix")
     @classmethod
     def _prefix(cls, value: str) -> str:
@@ -162,6 +189,46 @@ class Settings(BaseSettings):
                 text = _mask_url_password(str(value))
             out[ENV_PREFIX + name.upper()] = text
         return out
+
+
+_POLICIES = ("reject", "backorder", "partial")
+
+
+def _policy(text: str) -> str:
+    if text not in _POLICIES:
+        raise ValueError(f"{text!r} is not a policy: use one of {', '.join(_POLICIES)}")
+    return text
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a number of seconds") from None
+    if not 0 < value <= 30 * 86400:
+        raise ValueError(f"{text} seconds is out of range: use more than 0 and at most 30 days")
+    return value
+
+
+def per_channel(text: str, parse: Callable[[str], T]) -> Callable[[str], T]:
+    """``value`` or ``*=value,channel=value,...`` -> a lookup by channel (``*`` for the rest).
+
+    Raises ValueError naming the bad entry; a map without ``*`` must still cover every channel, so
+    it needs one.
+    """
+    entries: dict[str, T] = {}
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        channel, sep, value = part.rpartition("=")
+        channel = channel.strip() if sep else "*"
+        if channel in entries:
+            raise ValueError(f"channel {channel!r} is given twice in {text!r}")
+        entries[channel] = parse(value.strip())
+    if "*" not in entries:
+        raise ValueError(f"{text!r} has no default: add `*=VALUE` for the channels not listed")
+    default = entries["*"]
+    return lambda channel: entries.get(channel, default)
 
 
 def _host(server: str) -> str:

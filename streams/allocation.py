@@ -43,6 +43,7 @@ class Outcome(enum.StrEnum):
     BACKORDERED = "backordered"
     REJECTED = "rejected"
     CANCELLED = "cancelled"
+    EXPIRED = "expired"  # unpaid past the channel's hold time: the stock went back on sale
 
 
 class Verb(enum.StrEnum):
@@ -79,6 +80,8 @@ class Allocation:
     decisions: dict[str, HoldState] = field(default_factory=dict)
     outcome: Outcome = Outcome.PENDING
     status: OrderStatus | None = None
+    #: while unpaid: when the holds are released (order creation + the channel's unpaid hold time)
+    expires_at_ms: int | None = None
 
     def to_bytes(self) -> bytes:
         """The table value: compact JSON (internal state, not a topic contract)."""
@@ -90,6 +93,7 @@ class Allocation:
                 "decisions": {hold: state.value for hold, state in self.decisions.items()},
                 "outcome": self.outcome.value,
                 "status": self.status.value if self.status else None,
+                "expires": self.expires_at_ms,
             }
         )
 
@@ -103,24 +107,33 @@ class Allocation:
             decisions={hold: HoldState(state) for hold, state in doc["decisions"].items()},
             outcome=Outcome(doc["outcome"]),
             status=OrderStatus(doc["status"]) if doc["status"] else None,
+            expires_at_ms=doc.get("expires"),
         )
 
     @staticmethod
     def hold_id(order_key: str, line_id: str) -> str:
         return f"{order_key}|{line_id}"
 
-    def on_order(self, order: OrderEvent) -> list[StockCommand]:
-        """A canonical order state (forward-only, from orders.v1). Returns commands to send."""
+    def on_order(self, order: OrderEvent, unpaid_hold_ms: int | None = None) -> list[StockCommand]:
+        """A canonical order state (forward-only, from orders.v1). Returns commands to send.
+
+        An unpaid order's holds expire ``unpaid_hold_ms`` after its creation (see ``expire``).
+        """
         commands: list[StockCommand] = []
         if not self.lines:
             self.lines = {self.hold_id(order.order_key, ln.line_id): (ln.sku, ln.quantity) for ln in order.lines}
+            if order.status is OrderStatus.PENDING_PAYMENT and unpaid_hold_ms is not None:
+                self.expires_at_ms = order.created_ms + unpaid_hold_ms
             if order.status is not OrderStatus.CANCELLED:
                 commands += [
-                    StockCommand(Verb.RESERVE, sku, hold, qty, "order") for hold, (sku, qty) in self.lines.items()
+                    StockCommand(Verb.RESERVE, sku, hold, qty, "order", expires_at_ms=self.expires_at_ms)
+                    for hold, (sku, qty) in self.lines.items()
                 ]
         if order.status == self.status:
             return commands
         self.status = order.status
+        if order.status is not OrderStatus.PENDING_PAYMENT:
+            self.expires_at_ms = None  # paid, cancelled or beyond: nothing left to expire
         if order.status is OrderStatus.CANCELLED:
             self.outcome = Outcome.CANCELLED
             return commands + self._all(Verb.RELEASE, "cancel")
@@ -129,6 +142,16 @@ class Allocation:
         if order.status in SHIPPED:
             return commands + self._all(Verb.PAY, "paid") + self._all(Verb.SHIP, "shipped")
         return commands
+
+    def expire(self, now_ms: int) -> list[StockCommand]:
+        """Release the holds of an order still unpaid at its deadline, once."""
+        if self.expires_at_ms is None or now_ms < self.expires_at_ms:
+            return []
+        self.expires_at_ms = None
+        if self.outcome in (Outcome.REJECTED, Outcome.CANCELLED, Outcome.EXPIRED):
+            return []  # its holds are already released
+        self.outcome = Outcome.EXPIRED
+        return self._all(Verb.RELEASE, "expire")
 
     def on_quality_check(self, passed: bool) -> list[StockCommand]:
         """A returned parcel was checked: only units that passed go back on sale."""

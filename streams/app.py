@@ -109,13 +109,14 @@ def register_normalize(app: faust.App, settings: Settings) -> Any:
 def register_lifecycle(app: faust.App, settings: Settings) -> Any:
     """order-changes.v1 -> orders.v1: forward-only per order, early updates held (streams/lifecycle.py)."""
     prefix = settings.topic_prefix
-    changes = _raw_topic(app, topics.ORDER_CHANGES.full_name(prefix))
+    changes_name = topics.ORDER_CHANGES.full_name(prefix)
+    changes = _raw_topic(app, changes_name)
     orders = app.topic(topics.ORDERS.full_name(prefix), key_serializer="raw", value_serializer="oms_order_event")
     dead = _dead_letters(app, settings)
-    # use_partitioner: the timer writes outside any event, so the changelog partition must come from
-    # the key (same murmur2 partitioner as the producers of order-changes.v1), not the current event.
+    # KeyedTable: the timer writes outside any event; the changelog partition comes from the key.
     state = _bytes_table(app, "order-state", settings)
     waiting = _bytes_table(app, "order-pending", settings)
+    lock = asyncio.Lock()  # the agent and the expiry timer never interleave a read and write of one order
 
     async def record(key: bytes, step: lifecycle.Step) -> None:
         """Outputs first (acknowledged), then the state: a crash can repeat an output, never lose one."""
@@ -139,18 +140,20 @@ def register_lifecycle(app: faust.App, settings: Settings) -> Any:
                 letter = dead_letter(raw, settings.tenant, "undecodable", str(exc), stage=lifecycle.STAGE)
                 await _send_dead(dead, letter)
                 continue
-            step = lifecycle.apply(lifecycle.OrderState.from_bytes(state.get(key)), change)
-            await publish([(orders, key, order.to_avro()) for order in step.emit])
-            await record(key, step)
+            async with lock:
+                step = lifecycle.apply(lifecycle.OrderState.from_bytes(state.get(key)), change)
+                await publish([(orders, key, order.to_avro()) for order in step.emit])
+                await record(key, step)
             yield len(step.emit)
 
     async def expire_pending() -> None:
         now = int(time.time() * 1000)
         wait_ms = int(settings.pending_update_wait_s * 1000)
-        due = [key for key, oldest in list(waiting.items()) if now - int(oldest) >= wait_ms]
-        for key in due:
-            step = lifecycle.expire(lifecycle.OrderState.from_bytes(state.get(key)), now, wait_ms)
-            await record(key, step)
+        async with lock:
+            due = [key for key, oldest in waiting.active_items(app, changes_name) if now - int(oldest) >= wait_ms]
+            for key in due:
+                step = lifecycle.expire(lifecycle.OrderState.from_bytes(state.get(key)), now, wait_ms)
+                await record(key, step)
 
     app.timer(settings.pending_check_s, name="expire-pending-updates")(expire_pending)
     return app.agent(changes, name="lifecycle")(lifecycle_agent)
@@ -168,29 +171,68 @@ def register_allocation(app: faust.App, settings: Settings) -> Any:
     outcomes = _raw_topic(app, topics.ALLOCATIONS.full_name(prefix))
     dead = _dead_letters(app, settings)
     table = _bytes_table(app, "allocations", settings)
-    policy = allocation.ShortPolicy(settings.short_policy)
+    deadlines = _bytes_table(app, "hold-deadlines", settings)  # unpaid orders: order key -> expiry ms
+    lock = asyncio.Lock()  # the agent and the expiry timer never interleave a read and write of one order
+
+    async def record(key: bytes, state: allocation.Allocation, before: allocation.Outcome, sent: list[Any]) -> None:
+        """Outputs first (acknowledged), then the state: a crash can repeat a command, never lose one."""
+        out = [(commands, c.sku.encode(), stock_records.encode_command(c)) for c in sent]
+        if state.outcome is not before:
+            out.append((outcomes, key, stock_records.encode_allocation(state)))
+        await publish(out)
+        table.set(key, state.to_bytes())
+        if state.expires_at_ms is None:
+            deadlines.delete(key)
+        else:
+            deadlines.set(key, str(state.expires_at_ms).encode())
 
     async def allocation_agent(stream: StreamT[bytes]) -> AsyncIterator[int]:
         async for event in stream.events():
             key = event.key if isinstance(event.key, bytes) else b""
-            stored = table.get(key)
-            state = allocation.Allocation.from_bytes(stored) if stored else allocation.Allocation(key.decode(), policy)
-            before = state.outcome
-            try:
-                if event.message.topic == orders_name:
-                    sent = state.on_order(OrderEvent.decode(event.value))
+            async with lock:
+                try:
+                    order = OrderEvent.decode(event.value) if event.message.topic == orders_name else None
+                    decision = None if order else stock_records.decode_decision(event.value)
+                except (CodecError, ValueError) as exc:
+                    raw = raw_input_of(event, prefix)
+                    letter = dead_letter(raw, settings.tenant, "undecodable", str(exc), stage="allocation")
+                    await _send_dead(dead, letter)
+                    continue
+                stored = table.get(key)
+                if stored:
+                    state = allocation.Allocation.from_bytes(stored)
                 else:
-                    sent = state.on_decision(stock_records.decode_decision(event.value))
-            except (CodecError, ValueError) as exc:
-                raw = raw_input_of(event, prefix)
-                await _send_dead(dead, dead_letter(raw, settings.tenant, "undecodable", str(exc), stage="allocation"))
-                continue
-            out = [(commands, c.sku.encode(), stock_records.encode_command(c)) for c in sent]
-            if state.outcome is not before:
-                out.append((outcomes, key, stock_records.encode_allocation(state)))
-            await publish(out)
-            table.set(key, state.to_bytes())
+                    channel = order.channel if order else "*"
+                    state = allocation.Allocation(
+                        key.decode(), allocation.ShortPolicy(settings.short_policy_for(channel))
+                    )
+                before = state.outcome
+                if order is not None:
+                    sent = state.on_order(order, settings.unpaid_hold_ms(order.channel))
+                else:
+                    assert decision is not None
+                    sent = state.on_decision(decision)
+                await record(key, state, before, sent)
             yield len(sent)
+
+    async def expire_unpaid() -> None:
+        now = int(time.time() * 1000)
+        async with lock:
+            for key, deadline in deadlines.active_items(app, orders_name):
+                if int(deadline) > now:
+                    continue
+                stored = table.get(key)
+                if stored is None:
+                    deadlines.delete(key)
+                    continue
+                state = allocation.Allocation.from_bytes(stored)
+                before = state.outcome
+                sent = state.expire(now)
+                if sent:
+                    log.info("unpaid order %s expired: %d holds released", key.decode(), len(sent))
+                await record(key, state, before, sent)
+
+    app.timer(settings.hold_check_s, name="expire-unpaid-holds")(expire_unpaid)
 
     return app.agent(source, name="allocation")(allocation_agent)
 
@@ -309,6 +351,11 @@ class KeyedTable:
 
     def items(self) -> list[tuple[bytes, bytes]]:
         return list(self.table.data.items())
+
+    def active_items(self, app: faust.App, source_topic: str) -> list[tuple[bytes, bytes]]:
+        """The entries of partitions this worker owns (not its standby copies): what a timer may act on."""
+        owned = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == source_topic}
+        return [(k, v) for k, v in self.table.data.items() if self.partition(k) in owned]
 
 
 def _bytes_table(app: faust.App, name: str, settings: Settings) -> KeyedTable:

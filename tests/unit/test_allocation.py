@@ -189,3 +189,48 @@ def test_shipping_takes_units_off_hand_once_even_if_the_shipped_state_is_deliver
         pipe.drain()
     assert sum(r.on_hand for r in pipe.stock["SKU-A"].rows.values()) == 4
     assert sum(r.reserved for r in pipe.stock["SKU-A"].rows.values()) == 0
+
+
+def _unpaid(n: int, created_ms: int = 1_000) -> OrderEvent:
+    order = _order("lazada", n, [("SKU-A", 2), ("SKU-B", 1)], OrderStatus.PENDING_PAYMENT)
+    return order.model_copy(update={"created_ms": created_ms})
+
+
+def test_an_unpaid_order_releases_its_holds_once_at_its_deadline() -> None:
+    allocation = Allocation("t1:lazada:1")
+    reserves = allocation.on_order(_unpaid(1), unpaid_hold_ms=60_000)
+    assert {c.expires_at_ms for c in reserves} == {61_000}, "the inventory sees when each hold lapses"
+    assert allocation.expire(60_999) == []
+    released = allocation.expire(61_000)
+    assert [(c.verb, c.cause) for c in released] == [(Verb.RELEASE, "expire")] * 2
+    assert allocation.outcome is Outcome.EXPIRED
+    assert allocation.expire(99_000) == [], "a second check releases nothing"
+    assert Allocation.from_bytes(allocation.to_bytes()) == allocation
+
+
+def test_payment_before_the_deadline_keeps_the_holds() -> None:
+    allocation = Allocation("t1:lazada:2")
+    allocation.on_order(_unpaid(2), unpaid_hold_ms=60_000)
+    paid = _order("lazada", 2, [("SKU-A", 2), ("SKU-B", 1)], OrderStatus.PAID)
+    assert {c.verb for c in allocation.on_order(paid, unpaid_hold_ms=60_000)} == {Verb.PAY}
+    assert allocation.expires_at_ms is None
+    assert allocation.expire(10**12) == []
+
+
+def test_a_rejected_unpaid_order_has_nothing_left_to_expire() -> None:
+    allocation = Allocation("t1:lazada:3")
+    allocation.on_order(_unpaid(3), unpaid_hold_ms=60_000)
+    held, short = sorted(allocation.lines)
+    allocation.on_decision(Decision(held, "SKU-A", 2, HoldState.RESERVED, "WH-SG-1", 0))
+    assert [c.verb for c in allocation.on_decision(Decision(short, "SKU-B", 1, HoldState.SHORT, None, 0))] == [
+        Verb.RELEASE,
+        Verb.RELEASE,
+    ]
+    assert allocation.expire(10**12) == []
+    assert allocation.outcome is Outcome.REJECTED
+
+
+def test_an_order_first_seen_paid_never_expires() -> None:
+    allocation = Allocation("t1:lazada:4")
+    allocation.on_order(_order("lazada", 4, [("SKU-A", 1)]), unpaid_hold_ms=1)
+    assert allocation.expires_at_ms is None

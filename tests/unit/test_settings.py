@@ -32,6 +32,11 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
         ("OMS_TOPIC_PREFIX", "has space"),
         ("OMS_LOG_LEVEL", "verbose"),
         ("OMS_WORKER_WEB_PORT", "70000"),
+        ("OMS_SHORT_POLICY", "refuse"),
+        ("OMS_SHORT_POLICY", "lazada=backorder"),
+        ("OMS_UNPAID_HOLD_S", "*=0"),
+        ("OMS_UNPAID_HOLD_S", "*=30m"),
+        ("OMS_UNPAID_HOLD_S", "*=60,lazada=10,lazada=20"),
     ],
 )
 def test_invalid_value_raises_settings_error_naming_the_variable_and_value(
@@ -152,3 +157,12 @@ def test_masked_lists_every_setting_under_its_variable_name() -> None:
     assert set(masked) == {"OMS_" + name.upper() for name in Settings.model_fields}
     assert masked["OMS_KAFKA_BOOTSTRAP"] == "127.0.0.1:9092"
     assert masked["OMS_REDIS_URL"] == "redis://127.0.0.1:6379/0"
+
+
+def test_per_channel_settings_fall_back_to_the_default_for_unlisted_channels() -> None:
+    settings = Settings(short_policy="*=reject, tiktok=backorder", unpaid_hold_s="*=3600,lazada=1800")
+    assert settings.short_policy_for("tiktok") == "backorder"
+    assert settings.short_policy_for("shopee") == "reject"
+    assert settings.unpaid_hold_ms("lazada") == 1_800_000
+    assert settings.unpaid_hold_ms("pos") == 3_600_000
+    assert Settings(short_policy="partial").short_policy_for("grab") == "partial"
