@@ -81,6 +81,12 @@ class Settings(BaseSettings):
         description="How long stock stays reserved for an unpaid order, counted from its creation, per channel "
         "(`*` is every other channel). Then the hold is released and the order is `expired`.",
     )
+    batch_max_events: int = Field(
+        default=500, ge=1, le=100_000, description="Stateful agents take up to this many events per step."
+    )
+    batch_wait_ms: float = Field(
+        default=5.0, gt=0, le=1000, description="...or what arrived within this many ms (added latency bound)."
+    )
     hold_check_s: float = Field(default=5.0, gt=0, le=3600, description="How often unpaid holds are checked.")
 
     webhook_host: str = Field(default="127.0.0.1", description="`oms connectors serve` bind address.")
