@@ -7,9 +7,13 @@ import logging
 import signal
 import sys
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from infra.process import ServiceError
 from oms.settings import Settings, SettingsError, load_settings
+
+if TYPE_CHECKING:
+    from sinks.stock_model import StockRow
 
 
 def _up(settings: Settings, _: argparse.Namespace) -> int:
@@ -205,6 +209,26 @@ def _simulate(settings: Settings, args: argparse.Namespace) -> int:
 def _stock(settings: Settings, args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    options = {
+        "load": {"FILE": args.file, "--version": args.version, "--dry-run": args.dry_run or None},
+        "show": {"--sku": args.sku, "--warehouse": args.warehouse, "--format": args.format},
+    }
+    other = "load" if args.action == "show" else "show"
+    wrong = [name for name, value in options[other].items() if value is not None]
+    if wrong:
+        print(
+            f"oms stock {args.action} does not take {', '.join(wrong)} (only `oms stock {other}` does)", file=sys.stderr
+        )
+        return 2
+    if args.action == "show":
+        return _stock_show(settings, args)
+    if args.file is None:
+        print(
+            "oms stock load: which file? Give the stock count CSV (header sku,warehouse,on_hand[,version]), "
+            "e.g. `oms stock load counts.csv`",
+            file=sys.stderr,
+        )
+        return 2
     from connectors.stock_load import StockFileError, load
 
     try:
@@ -218,6 +242,75 @@ def _stock(settings: Settings, args: argparse.Namespace) -> int:
         f"{summary.units} units on hand"
     )
     return 0
+
+
+def _stock_show(settings: Settings, args: argparse.Namespace) -> int:
+    import json
+
+    import redis
+
+    from schemas.topics import INVENTORY
+    from sinks.stock_model import StockModel
+
+    where = settings.masked()["OMS_REDIS_URL"]
+    client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=3, socket_timeout=10)
+    try:
+        rows = StockModel(client, prefix=settings.topic_prefix).rows(sku=args.sku, warehouse=args.warehouse)
+    except (redis.RedisError, OSError) as exc:
+        print(
+            f"oms stock show: cannot read the stock read model from Redis at {where}: {exc}\n"
+            "  Start the local services with `oms up` (`oms status` shows what is running), "
+            "or point OMS_REDIS_URL at your Redis.",
+            file=sys.stderr,
+        )
+        return 1
+    finally:
+        client.close()
+    if args.format == "json":
+        print(json.dumps([row.as_dict() for row in rows], indent=2, ensure_ascii=False))
+    elif rows:
+        print("\n".join(_stock_table(rows)))
+    if not rows:
+        scope = " and ".join(
+            f"{what} {value!r}" for what, value in (("SKU", args.sku), ("warehouse", args.warehouse)) if value
+        )
+        print(
+            f"no stock{' for ' + scope if scope else ''} in the read model at {where} "
+            f"(keys {settings.topic_prefix}oms:stock:*).\n"
+            f"  `oms sink` (which `oms demo` runs too) fills it from the ledger topic "
+            f"{INVENTORY.full_name(settings.topic_prefix)}, which `oms worker` writes as stock moves.",
+            file=sys.stderr,
+        )
+    return 0
+
+
+def _stock_table(rows: Sequence[StockRow]) -> list[str]:
+    """Rows per SKU and warehouse, with a total line under every SKU held in several warehouses."""
+    from itertools import groupby
+
+    lines: list[tuple[str, str, int, int, int, str]] = []
+    for sku, group in groupby(rows, key=lambda r: r.sku):
+        held = list(group)
+        lines += [(r.sku, r.warehouse, r.on_hand, r.reserved, r.available, r.cause) for r in held]
+        if len(held) > 1:
+            totals = [sum(r.on_hand for r in held), sum(r.reserved for r in held), sum(r.available for r in held)]
+            lines.append((sku, f"total ({len(held)})", *totals, ""))
+    head = ("SKU", "WAREHOUSE", "ON HAND", "RESERVED", "AVAILABLE", "LAST CHANGE")
+    cells = [head, *((s, w, f"{o:,}", f"{r:,}", f"{a:,}", c) for s, w, o, r, a, c in lines)]
+    widths = [max(len(c[i]) for c in cells) for i in range(len(head))]
+    aligns = "<<>>><"
+    out = ["  ".join(f"{v:{a}{n}}" for v, a, n in zip(c, aligns, widths, strict=True)).rstrip() for c in cells]
+
+    def count(n: int, what: str) -> str:
+        return f"{n:,} {what}" + ("" if n == 1 else "s")
+
+    skus, warehouses = len({r.sku for r in rows}), len({r.warehouse for r in rows})
+    out.append(
+        f"\n{count(len(rows), 'row')}: {count(skus, 'SKU')} in {count(warehouses, 'warehouse')}; "
+        f"{sum(r.on_hand for r in rows):,} on hand, {sum(r.reserved for r in rows):,} reserved, "
+        f"{sum(r.available for r in rows):,} available"
+    )
+    return out
 
 
 def _demo(settings: Settings, args: argparse.Namespace) -> int:
@@ -323,11 +416,19 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--start", help="body times start here, ISO-8601 with offset (default 2026-11-11T00:00+08:00)")
     sim.add_argument("--dry-run", action="store_true", help="print a few bodies and the counts; produce nothing")
     sim.add_argument("--show", type=int, default=3, help="dry run: bodies to print (default 3)")
-    stock = add("stock", _stock, "Stock counts: load a CSV of sku,warehouse,on_hand[,version] as versioned snapshots.")
-    stock.add_argument("action", choices=["load"])
-    stock.add_argument("file", help="UTF-8 CSV with header sku,warehouse,on_hand[,version]")
-    stock.add_argument("--version", type=int, help="snapshot version for rows without one (default: file mtime ms)")
-    stock.add_argument("--dry-run", action="store_true", help="check the file, produce nothing")
+    stock = add(
+        "stock",
+        _stock,
+        "Stock: load a count CSV of sku,warehouse,on_hand[,version] as versioned snapshots, or show stock per "
+        "SKU and warehouse from the Redis read model.",
+    )
+    stock.add_argument("action", choices=["load", "show"], help="load FILE.csv, or show the current stock")
+    stock.add_argument("file", nargs="?", help="load: UTF-8 CSV with header sku,warehouse,on_hand[,version]")
+    stock.add_argument("--version", type=int, help="load: version for rows without one (default: file mtime ms)")
+    stock.add_argument("--dry-run", action="store_true", help="load: check the file, produce nothing")
+    stock.add_argument("--sku", help="show: only this SKU")
+    stock.add_argument("--warehouse", help="show: only this warehouse")
+    stock.add_argument("--format", choices=["table", "json"], help="show: output format (default table)")
     demo = add("demo", _demo, "Start everything and push demo orders end to end; print what happened.")
     demo.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for the pipeline (default 180)")
     demo.add_argument("--events", type=int, default=600, help="simulated deliveries in the flash sale (0: none)")

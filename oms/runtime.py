@@ -17,10 +17,11 @@ from clickhouse_connect.driver.client import Client
 
 from infra.process import ManagedProcess, ServiceError, wait_until
 from oms.settings import ENV_PREFIX, Settings
-from schemas.topics import ORDERS
+from schemas.topics import INVENTORY, ORDERS
 from sinks.clickhouse import orders_sink
 from sinks.redis_model import OrderStatusModel, order_status_sink
 from sinks.runner import SinkSpec, SinkStats, run_sink
+from sinks.stock_model import StockModel, stock_sink
 
 
 def run_worker(settings: Settings) -> None:
@@ -73,14 +74,22 @@ class Sinks:
     errors: list[BaseException] = field(default_factory=list)
 
 
+def sink_specs(settings: Settings, client: Client) -> list[SinkSpec[Any]]:
+    """ClickHouse orders and Redis order status from orders.v1; Redis stock from the inventory.v1 ledger."""
+    orders = ORDERS.full_name(settings.topic_prefix)
+    store = redis.Redis.from_url(settings.redis_url)
+    return [
+        orders_sink(client, orders),
+        order_status_sink(OrderStatusModel(store, prefix=settings.topic_prefix), orders),
+        stock_sink(StockModel(store, prefix=settings.topic_prefix), INVENTORY.full_name(settings.topic_prefix)),
+    ]
+
+
 @contextmanager
 def running_sinks(settings: Settings, client: Client) -> Iterator[Sinks]:
-    """Run the ClickHouse orders sink and the Redis status sink until the block exits."""
+    """Run the sinks of ``sink_specs`` as threads until the block exits."""
     sinks = Sinks()
-    topic = ORDERS.full_name(settings.topic_prefix)
-    model = OrderStatusModel(redis.Redis.from_url(settings.redis_url), prefix=settings.topic_prefix)
-    specs: list[SinkSpec[Any]] = [orders_sink(client, topic), order_status_sink(model, topic)]
-    for spec in specs:
+    for spec in sink_specs(settings, client):
         stats = sinks.stats.setdefault(spec.name, SinkStats())
         thread = threading.Thread(
             target=_run_sink_thread,

@@ -40,12 +40,17 @@ class SinkStats:
 
 @dataclass
 class SinkSpec(Generic[Row]):
-    """What a sink reads and how it writes. ``to_row`` raises Undecodable for a bad record."""
+    """What a sink reads and how it writes. ``to_row`` raises Undecodable for a bad record.
+
+    ``locate``, when given, stamps each decoded row with its record's partition and offset, for
+    writers that keep only the newest record of a key (the ledger's order is its offsets).
+    """
 
     name: str
     topic: str
     to_row: Callable[[bytes], Row]
     write: Callable[[list[Row]], None]
+    locate: Callable[[Row, int, int], Row] | None = None
 
 
 def run_sink(
@@ -167,6 +172,8 @@ def _take(
         stats.dead_lettered += 1
         sink.add(None, topic, partition, offset)
         return
+    if spec.locate is not None:
+        row = spec.locate(row, partition, offset)
     sink.add(row, topic, partition, offset)
 
 
