@@ -150,12 +150,17 @@ def load(settings: Settings, path: Path, version: int | None = None, dry_run: bo
     topic = STOCK_ADJUSTMENTS.full_name(settings.topic_prefix)
     errors: list[str] = []
     for row in rows:
-        producer.produce(
-            topic,
-            key=row.sku.encode(),
-            value=row.encode(),
-            on_delivery=lambda err, _msg: errors.append(str(err)) if err else None,
-        )
+        while True:
+            try:
+                producer.produce(
+                    topic,
+                    key=row.sku.encode(),
+                    value=row.encode(),
+                    on_delivery=lambda err, _msg: errors.append(str(err)) if err else None,
+                )
+                break
+            except BufferError:  # the local queue is full (a large file): let deliveries drain
+                producer.poll(0.05)
         producer.poll(0)
     left = producer.flush(60)
     if left or errors:

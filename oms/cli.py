@@ -138,6 +138,16 @@ def _bench(settings: Settings, args: argparse.Namespace) -> int:
     if args.what == "webhooks":
         print(summary(run_webhooks(settings, args.records, args.concurrency, Path(args.out))))
         return 0
+    if args.what == "reserve":
+        from oms.bench_reserve import run_reserve
+
+        try:
+            counts = [int(n) for n in args.workers.split(",")]
+        except ValueError:
+            print(f"oms bench reserve: --workers takes counts like 1,2; got {args.workers!r}", file=sys.stderr)
+            return 2
+        run_reserve(settings, args.orders, args.skus, counts, args.recovery_skus, Path(args.out), rate=args.rate)
+        return 0
     print(summary(run_normalize(settings, args.records, args.malformed, Path(args.out), rate=args.rate)))
     return 0
 
@@ -386,14 +396,22 @@ def build_parser() -> argparse.ArgumentParser:
     bench = add("bench", _bench, "Benchmarks that print numbers and write them to a results folder.")
     bench.add_argument(
         "what",
-        choices=["normalize", "webhooks"],
-        help="normalize: raw records -> canonical changes through Kafka; webhooks: signed requests/s",
+        choices=["normalize", "webhooks", "reserve"],
+        help="normalize: raw records -> canonical changes through Kafka; webhooks: signed requests/s; "
+        "reserve: canonical orders -> stock reserved and orders allocated, 1 and 2 workers, and table "
+        "recovery after kill -9",
     )
     bench.add_argument("--concurrency", type=int, default=32, help="webhooks: concurrent clients (default 32)")
     bench.add_argument("--records", type=int, default=20_000, help="records or requests (default 20000)")
     bench.add_argument("--malformed", type=float, default=0.02, help="share of malformed bodies (default 0.02)")
     bench.add_argument("--rate", type=float, default=0.0, help="records/s to pace at (default: as fast as possible)")
     bench.add_argument("--out", default="results", help="results folder (default results/)")
+    bench.add_argument("--orders", type=int, default=20_000, help="reserve: orders per throughput run (default 20000)")
+    bench.add_argument("--skus", type=int, default=2_000, help="reserve: SKUs the orders buy (default 2000)")
+    bench.add_argument("--workers", default="1,2", help="reserve: worker counts to run, comma-separated (default 1,2)")
+    bench.add_argument(
+        "--recovery-skus", type=int, default=100_000, help="reserve: SKUs in the kill -9 recovery run (0: skip)"
+    )
     sim = add(
         "simulate",
         _simulate,
