@@ -84,18 +84,22 @@ STOCK_ADJUSTMENTS = TopicSpec(
 
 STOCK_COMMANDS = TopicSpec(
     name="stock-commands.v1",
-    key="sku (utf-8)",
-    value="StockCommand: reserve/pay/release/ship/restock for one order line",
-    value_schemas=("stock_command",),
-    description="Allocation -> inventory. Co-partitioned with inventory.adjustments (same key, same count).",
+    key="'p<partition>': the record is addressed to the partition of its SKUs (murmur2 of each SKU)",
+    value="StockCommandBatch: one batch's reserve/pay/release/ship/restock commands for that partition's SKUs, "
+    "in order (a single StockCommand keyed by SKU is also accepted)",
+    value_schemas=("stock_command_batch", "stock_command"),
+    description="Allocation -> inventory. Co-partitioned with inventory.adjustments (same partitioner, same "
+    "count). One message per destination partition per batch, not one per order line: the message count "
+    "is what bounds throughput (docs/design/inventory-stream.md).",
 )
 
 RESERVATIONS = TopicSpec(
     name="reservations.v1",
-    key="order key (utf-8)",
-    value="Reservation: the inventory's answer for one line",
-    value_schemas=("reservation",),
-    description="Inventory -> allocation. Co-partitioned with orders.v1.",
+    key="'p<partition>': the record is addressed to the partition of its orders (murmur2 of each order key)",
+    value="ReservationBatch: one batch's answers for that partition's orders, in order (a single Reservation "
+    "keyed by order key is also accepted)",
+    value_schemas=("reservation_batch", "reservation"),
+    description="Inventory -> allocation. Co-partitioned with orders.v1; one message per partition per batch.",
 )
 
 ALLOCATIONS = TopicSpec(
@@ -112,6 +116,14 @@ INVENTORY = TopicSpec(
     value_schemas=("stock_movement",),
 )
 
+CHANNEL_STOCK = TopicSpec(
+    name="channel.stock.v1",
+    key="channel:sku (utf-8)",
+    value="ChannelStock: available-to-sell of one SKU on one channel, absolute",
+    value_schemas=("channel_stock",),
+    description="Stock sync -> channel connectors: the latest value per (channel, sku), paced to the channel's quota.",
+)
+
 RAW_ORDERS: tuple[TopicSpec, ...] = tuple(raw_orders(c) for c in CHANNELS)
 ALL: tuple[TopicSpec, ...] = (
     *RAW_ORDERS,
@@ -123,6 +135,7 @@ ALL: tuple[TopicSpec, ...] = (
     RESERVATIONS,
     ALLOCATIONS,
     INVENTORY,
+    CHANNEL_STOCK,
 )
 
 

@@ -147,7 +147,7 @@ def register_lifecycle(app: faust.App, settings: Settings) -> Any:
                         continue
                     current = orders_now.get(key) or lifecycle.OrderState.from_bytes(state.get(key))
                     step = lifecycle.apply(current, change)
-                    out += [(orders, key, order.to_avro()) for order in step.emit]
+                    out += [(orders, key, order.to_avro(), None) for order in step.emit]
                     out += [_dead_out(dead, letter) for letter in step.dead]
                     orders_now[key] = step.state
                 await publish(out)
@@ -183,11 +183,14 @@ def register_allocation(app: faust.App, settings: Settings) -> Any:
     deadlines = _bytes_table(app, "hold-deadlines", settings)  # unpaid orders: order key -> expiry ms
     lock = asyncio.Lock()  # the agent and the expiry timer never interleave a read and write of one order
 
-    def outputs(key: bytes, state: allocation.Allocation, before: allocation.Outcome, sent: list[Any]) -> list[Out]:
-        out: list[Out] = [(commands, c.sku.encode(), stock_records.encode_command(c)) for c in sent]
-        if state.outcome is not before:
-            out.append((outcomes, key, stock_records.encode_allocation(state)))
-        return out
+    def to_inventory(sent: list[allocation.StockCommand]) -> list[Out]:
+        """One stock-commands.v1 record per destination partition, its commands in order."""
+        by_partition: dict[int, list[allocation.StockCommand]] = {}
+        for command in sent:
+            by_partition.setdefault(table.partition(command.sku.encode()), []).append(command)
+        return [
+            (commands, f"p{p}".encode(), stock_records.encode_commands(batch), p) for p, batch in by_partition.items()
+        ]
 
     def write(key: bytes, state: allocation.Allocation) -> None:
         table.set(key, state.to_bytes())
@@ -203,30 +206,38 @@ def register_allocation(app: faust.App, settings: Settings) -> Any:
         policy = settings.short_policy_for(order.channel if order else "*")
         return allocation.Allocation(key.decode(), allocation.ShortPolicy(policy))
 
+    def inputs(event: EventT[bytes]) -> list[tuple[bytes, OrderEvent | inventory.Decision]]:
+        """(order key, what happened to it): an order state, or the inventory's answers for its lines."""
+        if event.message.topic == orders_name:
+            return [(_key(event), OrderEvent.decode(event.value))]
+        return [(d.hold_id.rsplit("|", 1)[0].encode(), d) for d in stock_records.decode_decisions(event.value)]
+
     async def allocation_agent(stream: StreamT[bytes]) -> AsyncIterator[int]:
         async for batch in _batches(stream, settings):
             out: list[Out] = []
+            sent: list[allocation.StockCommand] = []
             async with lock:
                 states: dict[bytes, allocation.Allocation] = {}  # this batch's states, written at its end
                 for event in batch:
-                    key = _key(event)
                     try:
-                        order = OrderEvent.decode(event.value) if event.message.topic == orders_name else None
-                        decision = None if order else stock_records.decode_decision(event.value)
+                        items = inputs(event)
                     except (CodecError, ValueError) as exc:
                         raw = raw_input_of(event, prefix)
                         letter = dead_letter(raw, settings.tenant, "undecodable", str(exc), stage="allocation")
                         out.append(_dead_out(dead, letter))
                         continue
-                    state = states.get(key) or load(key, order)
-                    before = state.outcome
-                    if order is not None:
-                        sent = state.on_order(order, settings.unpaid_hold_ms(order.channel))
-                    else:
-                        assert decision is not None
-                        sent = state.on_decision(decision)
-                    out += outputs(key, state, before, sent)
-                    states[key] = state
+                    for key, item in items:
+                        order = item if isinstance(item, OrderEvent) else None
+                        state = states.get(key) or load(key, order)
+                        before = state.outcome
+                        if isinstance(item, OrderEvent):
+                            sent += state.on_order(item, settings.unpaid_hold_ms(item.channel))
+                        else:
+                            sent += state.on_decision(item)
+                        if state.outcome is not before:
+                            out.append((outcomes, key, stock_records.encode_allocation(state), None))
+                        states[key] = state
+                out += to_inventory(sent)
                 await publish(out)  # outputs acknowledged before any state: a crash repeats, never loses
                 for key, state in states.items():
                     write(key, state)
@@ -244,10 +255,13 @@ def register_allocation(app: faust.App, settings: Settings) -> Any:
                     continue
                 state = allocation.Allocation.from_bytes(stored)
                 before = state.outcome
-                sent = state.expire(now)
-                if sent:
-                    log.info("unpaid order %s expired: %d holds released", key.decode(), len(sent))
-                await publish(outputs(key, state, before, sent))
+                released = state.expire(now)
+                if released:
+                    log.info("unpaid order %s expired: %d holds released", key.decode(), len(released))
+                out = to_inventory(released)
+                if state.outcome is not before:
+                    out.append((outcomes, key, stock_records.encode_allocation(state), None))
+                await publish(out)
                 write(key, state)
 
     app.timer(settings.hold_check_s, name="expire-unpaid-holds")(expire_unpaid)
@@ -268,42 +282,55 @@ def register_inventory(app: faust.App, settings: Settings) -> Any:
     dead = _dead_letters(app, settings)
     table = _bytes_table(app, "stock", settings)
 
-    def apply(stock: inventory.SkuStock, event: EventT[bytes]) -> tuple[inventory.Decision | None, list[Any]]:
+    def inputs(event: EventT[bytes]) -> list[allocation.StockCommand | StockAdjustment]:
         if event.message.topic == commands_name:
-            command = stock_records.decode_command(event.value)
-            if command.verb is allocation.Verb.RESERVE:
-                return stock.reserve(command.hold_id, command.quantity, command.warehouses, command.expires_at_ms)
-            return None, _apply(stock, command)
-        adjustment = StockAdjustment.decode(event.value)
-        if adjustment.kind == "snapshot":
-            return None, stock.snapshot(
-                adjustment.adjustment_id, adjustment.warehouse, adjustment.quantity, adjustment.version
-            )
-        return None, stock.delta(adjustment.adjustment_id, adjustment.warehouse, adjustment.quantity, adjustment.cause)
+            return list(stock_records.decode_commands(event.value))
+        return [StockAdjustment.decode(event.value)]
+
+    def apply(
+        stock: inventory.SkuStock, item: allocation.StockCommand | StockAdjustment
+    ) -> tuple[inventory.Decision | None, list[inventory.Movement]]:
+        if isinstance(item, allocation.StockCommand):
+            if item.verb is allocation.Verb.RESERVE:
+                return stock.reserve(item.hold_id, item.quantity, item.warehouses, item.expires_at_ms)
+            return None, _apply(stock, item)
+        if item.kind == "snapshot":
+            return None, stock.snapshot(item.adjustment_id, item.warehouse, item.quantity, item.version)
+        return None, stock.delta(item.adjustment_id, item.warehouse, item.quantity, item.cause)
 
     async def inventory_agent(stream: StreamT[bytes]) -> AsyncIterator[int]:
         async for batch in _batches(stream, settings):
             out: list[Out] = []
+            decided: dict[int, list[inventory.Decision]] = {}  # answers by the order's partition
             skus: dict[bytes, inventory.SkuStock] = {}  # this batch's stock, written at its end
             for event in batch:
-                key = _key(event)
-                stock = skus.get(key)
-                if stock is None:
-                    stored = table.get(key)
-                    stock = inventory.SkuStock.from_bytes(stored) if stored else inventory.SkuStock(key.decode())
                 try:
-                    decision, moves = apply(stock, event)
-                except (CodecError, ValueError) as exc:  # refused before it changed anything
+                    items = inputs(event)
+                except (CodecError, ValueError) as exc:
                     raw = raw_input_of(event, prefix)
-                    out.append(
-                        _dead_out(dead, dead_letter(raw, settings.tenant, "undecodable", str(exc), stage="inventory"))
-                    )
+                    letter = dead_letter(raw, settings.tenant, "undecodable", str(exc), stage="inventory")
+                    out.append(_dead_out(dead, letter))
                     continue
-                out += [(ledger, key, stock_records.encode_movement(move)) for move in moves]
-                if decision is not None:
-                    order = decision.hold_id.rsplit("|", 1)[0]
-                    out.append((answers, order.encode(), stock_records.encode_decision(decision)))
-                skus[key] = stock
+                for item in items:
+                    key = item.sku.encode()
+                    stock = skus.get(key)
+                    if stock is None:
+                        stored = table.get(key)
+                        stock = inventory.SkuStock.from_bytes(stored) if stored else inventory.SkuStock(item.sku)
+                    try:
+                        decision, moves = apply(stock, item)
+                    except ValueError as exc:  # refused before it changed anything; the rest still apply
+                        raw = raw_input_of(event, prefix)
+                        what = getattr(item, "hold_id", None) or getattr(item, "adjustment_id", "?")
+                        letter = dead_letter(raw, settings.tenant, "invalid_command", f"{what}: {exc}", "inventory")
+                        out.append(_dead_out(dead, letter))
+                        continue
+                    out += [(ledger, key, stock_records.encode_movement(move), None) for move in moves]
+                    if decision is not None:
+                        order = decision.hold_id.rsplit("|", 1)[0].encode()
+                        decided.setdefault(table.partition(order), []).append(decision)
+                    skus[key] = stock
+            out += [(answers, f"p{p}".encode(), stock_records.encode_decisions(ds), p) for p, ds in decided.items()]
             await publish(out)  # outputs acknowledged before any state: a crash repeats, never loses
             for key, stock in skus.items():
                 table.set(key, stock.to_bytes())
@@ -323,7 +350,7 @@ def _apply(stock: inventory.SkuStock, command: allocation.StockCommand) -> list[
     return stock.restock(command.hold_id)
 
 
-Out = tuple[Any, bytes, Any]  # (topic, key, value) to publish
+Out = tuple[Any, bytes, Any, int | None]  # (topic, key, value, partition or None: by key) to publish
 
 
 async def _batches(stream: StreamT[bytes], settings: Settings) -> AsyncIterator[list[EventT[bytes]]]:
@@ -345,7 +372,7 @@ def _key(event: EventT[bytes]) -> bytes:
 
 def _dead_out(dead: Any, letter: DeadLetter) -> Out:
     log.warning("dead letter %s: %s: %s", letter.dead_letter_id, letter.reason_code, letter.reason)
-    return (dead, letter.source_topic.encode(), letter.to_avro())
+    return (dead, letter.source_topic.encode(), letter.to_avro(), None)
 
 
 async def publish(messages: list[Out]) -> None:
@@ -356,7 +383,10 @@ async def publish(messages: list[Out]) -> None:
     effect whose output was never sent, and the re-run input is a no-op: the output is lost. With
     outputs acknowledged first, a crash can only repeat an output (same ids downstream), never lose one.
     """
-    futures = [await topic.send(key=key, value=value, force=True) for topic, key, value in messages]
+    futures = [
+        await topic.send(key=key, value=value, partition=partition, force=True)
+        for topic, key, value, partition in messages
+    ]
     if futures:
         await asyncio.gather(*futures)
 

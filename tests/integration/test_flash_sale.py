@@ -133,7 +133,7 @@ def test_flash_sale_across_five_channels_decides_every_order_and_never_oversells
 def _why_undecided(settings: Settings, undecided: set[str], orders: dict[str, Any]) -> str:
     """What each undecided order went through, for the failure message."""
     from schemas.topics import RESERVATIONS, STOCK_COMMANDS
-    from streams.stock_records import decode_command, decode_decision
+    from streams.stock_records import decode_commands, decode_decisions
 
     prefix = settings.topic_prefix
     history = [
@@ -142,14 +142,16 @@ def _why_undecided(settings: Settings, undecided: set[str], orders: dict[str, An
         if m.key().decode() in undecided
     ]
     answers = [
-        decode_decision(m.value())
+        d
         for m in read_topic(settings, RESERVATIONS.full_name(prefix), lambda ms: False, 10)
-        if m.key().decode() in undecided
+        for d in decode_decisions(m.value())
+        if d.hold_id.rsplit("|", 1)[0] in undecided
     ]
     asked = [
-        decode_command(m.value())
+        c
         for m in read_topic(settings, STOCK_COMMANDS.full_name(prefix), lambda ms: False, 10)
-        if decode_command(m.value()).order_key in undecided
+        for c in decode_commands(m.value())
+        if c.order_key in undecided
     ]
     return (
         f"{len(undecided)} orders never decided: {sorted(undecided)[:3]}\n"
