@@ -18,6 +18,8 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from streams.bundles import Bundles
+
 ENV_PREFIX = "OMS_"
 T = TypeVar("T")
 
@@ -80,6 +82,11 @@ class Settings(BaseSettings):
         default="*=3600,lazada=1800",
         description="How long stock stays reserved for an unpaid order, counted from its creation, per channel "
         "(`*` is every other channel). Then the hold is released and the order is `expired`.",
+    )
+    bundles_file: str = Field(
+        default="",
+        description="Bundle and kit rules (TOML, e.g. connectors/samples/bundles.toml): each bundle SKU is "
+        "reserved as one, one hold per component. Empty: no bundles.",
     )
     batch_max_events: int = Field(
         default=500, ge=1, le=100_000, description="Stateful agents take up to this many events per step."
@@ -151,6 +158,22 @@ class Settings(BaseSettings):
 
     def unpaid_hold_ms(self, channel: str) -> int:
         return int(per_channel(self.unpaid_hold_s, _seconds)(channel) * 1000)
+    @field_validator("bundles_file")
+    @classmethod
+    def _bundles_file(cls, value: str) -> str:
+        if not value:
+            return value
+        Bundles.load(value)  # a BundleError is a ValueError naming the file, bundle and field
+        return str(Path(value).expanduser().resolve())  # absolute: child processes may run elsewhere
+
+    def bundles(self) -> Bundles:
+        """The bundle rules of OMS_BUNDLES_FILE, read once (empty when unset)."""
+        return self._bundles
+
+    @cached_property
+    def _bundles(self) -> Bundles:
+        return Bundles.load(self.bundles_file) if self.bundles_file else Bundles.empty()
+
 
     @field_validator("topic_prefix")
     @classmethod

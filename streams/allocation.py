@@ -13,21 +13,33 @@ cancelled -> release, returned -> nothing until quality check passes (``restock`
 
 Every command carries the hold id ``order_key|line_id``, so the inventory applies each once, and a
 command may safely be sent again after a crash.
+
+A line whose SKU is a bundle (streams/bundles.py) is held as one hold per component, hold id
+``order_key|line_id#component_sku`` for line quantity x units, and is reserved as one: the line counts
+as reserved only when every component is. When one is short, the whole line is short: ``partial``
+releases the line's other components (cause ``bundle-short``), ``reject`` releases the order,
+``backorder`` keeps them. Lifecycle commands act on every component hold. The expansion is fixed when
+the order is first seen and kept in the state (``parts``), so a later change of the rules never
+changes what an order holds.
 """
 
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
-from schemas.order import OrderEvent, OrderStatus
+from schemas.order import OrderEvent, OrderLine, OrderStatus
+from streams.bundles import Bundles
 from streams.inventory import Decision, HoldState
 
 #: statuses after the parcel left the warehouse (a return came back from a shipment)
 SHIPPED = frozenset({OrderStatus.SHIPPED, OrderStatus.DELIVERED, OrderStatus.COMPLETED, OrderStatus.RETURNED})
+#: answers that mean nothing is held for a hold
+UNHELD = frozenset({HoldState.SHORT, HoldState.RELEASED})
 
 
 class ShortPolicy(enum.StrEnum):
@@ -75,13 +87,16 @@ class StockCommand:
 class Allocation:
     order_key: str
     policy: ShortPolicy = ShortPolicy.REJECT
-    #: line hold id -> (sku, quantity)
+    #: hold id -> (sku, quantity): one per order line, or one per component of a bundle line
     lines: dict[str, tuple[str, int]] = field(default_factory=dict)
     decisions: dict[str, HoldState] = field(default_factory=dict)
     outcome: Outcome = Outcome.PENDING
     status: OrderStatus | None = None
     #: while unpaid: when the holds are released (order creation + the channel's unpaid hold time)
     expires_at_ms: int | None = None
+    #: bundle lines only: the line's own id (``order_key|line_id``) -> its component hold ids; any other
+    #: line is the one hold of that id
+    parts: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def to_bytes(self) -> bytes:
         """The table value: compact JSON (internal state, not a topic contract)."""
@@ -94,6 +109,7 @@ class Allocation:
                 "outcome": self.outcome.value,
                 "status": self.status.value if self.status else None,
                 "expires": self.expires_at_ms,
+                **({"parts": {line: list(holds) for line, holds in self.parts.items()}} if self.parts else {}),
             }
         )
 
@@ -108,20 +124,25 @@ class Allocation:
             outcome=Outcome(doc["outcome"]),
             status=OrderStatus(doc["status"]) if doc["status"] else None,
             expires_at_ms=doc.get("expires"),
+            parts={line: tuple(holds) for line, holds in doc.get("parts", {}).items()},  # absent before bundles
         )
 
     @staticmethod
     def hold_id(order_key: str, line_id: str) -> str:
         return f"{order_key}|{line_id}"
 
-    def on_order(self, order: OrderEvent, unpaid_hold_ms: int | None = None) -> list[StockCommand]:
+    def on_order(
+        self, order: OrderEvent, unpaid_hold_ms: int | None = None, bundles: Bundles | None = None
+    ) -> list[StockCommand]:
         """A canonical order state (forward-only, from orders.v1). Returns commands to send.
 
-        An unpaid order's holds expire ``unpaid_hold_ms`` after its creation (see ``expire``).
+        An unpaid order's holds expire ``unpaid_hold_ms`` after its creation (see ``expire``). A line
+        whose SKU is in ``bundles`` is held as its components, when the order is first seen.
         """
         commands: list[StockCommand] = []
         if not self.lines:
-            self.lines = {self.hold_id(order.order_key, ln.line_id): (ln.sku, ln.quantity) for ln in order.lines}
+            for line in order.lines:
+                self._add_line(order.order_key, line, bundles)
             if order.status is OrderStatus.PENDING_PAYMENT and unpaid_hold_ms is not None:
                 self.expires_at_ms = order.created_ms + unpaid_hold_ms
             if order.status is not OrderStatus.CANCELLED:
@@ -158,23 +179,29 @@ class Allocation:
         return self._all(Verb.RESTOCK, "return-qc") if passed else []
 
     def on_decision(self, decision: Decision) -> list[StockCommand]:
-        """The inventory's answer for one line. Decides the order once every line has one."""
+        """The inventory's answer for one hold. Decides the order once every hold has one.
+
+        An order line is short when any of its holds is (a bundle is reserved as one).
+        """
         if decision.hold_id not in self.lines or decision.hold_id in self.decisions:
             return []  # not ours, or a duplicate answer
         self.decisions[decision.hold_id] = decision.state
         if self.outcome is not Outcome.PENDING or len(self.decisions) < len(self.lines):
             return []
-        short = [h for h, state in self.decisions.items() if state in (HoldState.SHORT, HoldState.RELEASED)]
+        order_lines = self.order_lines()
+        short = [line for line, holds in order_lines.items() if any(self.decisions[h] in UNHELD for h in holds)]
         if not short:
             self.outcome = Outcome.ALLOCATED
             return []
         if self.policy is ShortPolicy.BACKORDER:
-            self.outcome = Outcome.BACKORDERED
+            self.outcome = Outcome.BACKORDERED  # a short bundle keeps its held components: it waits whole
             return []
-        if self.policy is ShortPolicy.PARTIAL and len(short) < len(self.lines):
+        if self.policy is ShortPolicy.PARTIAL and len(short) < len(order_lines):
             self.outcome = Outcome.PARTIAL
-            return []
-        if self.status in SHIPPED and len(short) < len(self.lines):
+            if self.status in SHIPPED:
+                return []  # the parcel left with what was held: a release now would be refused
+            return self._drop([h for line in short for h in order_lines[line] if self.decisions[h] not in UNHELD])
+        if self.status in SHIPPED and len(short) < len(order_lines):
             # The channel says the parcel already left: the held lines shipped (a release now would
             # be refused), so the order is what it physically is, partial. The short lines left from
             # stock we did not count: a drift for the stock alerts, not something to undo here.
@@ -183,5 +210,29 @@ class Allocation:
         self.outcome = Outcome.REJECTED
         return self._all(Verb.RELEASE, "rejected")
 
-    def _all(self, verb: Verb, cause: str) -> list[StockCommand]:
-        return [StockCommand(verb, sku, hold, qty, cause) for hold, (sku, qty) in sorted(self.lines.items())]
+    def order_lines(self) -> dict[str, tuple[str, ...]]:
+        """Order line (``order_key|line_id``) -> the holds it is made of: itself, or a bundle's components."""
+        in_bundles = {hold for holds in self.parts.values() for hold in holds}
+        lines = {hold: (hold,) for hold in self.lines if hold not in in_bundles}
+        return {**lines, **self.parts}
+
+    def _add_line(self, order_key: str, line: OrderLine, bundles: Bundles | None) -> None:
+        hold = self.hold_id(order_key, line.line_id)
+        components = bundles.get(line.sku) if bundles else None
+        if not components:
+            self.lines[hold] = (line.sku, line.quantity)
+            return
+        parts = tuple(f"{hold}#{c.sku}" for c in components)
+        self.lines.update({part: (c.sku, line.quantity * c.units) for part, c in zip(parts, components, strict=True)})
+        self.parts[hold] = parts
+
+    def _drop(self, holds: list[str]) -> list[StockCommand]:
+        """Release the held components of bundle lines that are short: a bundle is never sent incomplete."""
+        for hold in holds:
+            self.decisions[hold] = HoldState.RELEASED
+        return self._all(Verb.RELEASE, "bundle-short", holds)
+
+    def _all(self, verb: Verb, cause: str, holds: Iterable[str] | None = None) -> list[StockCommand]:
+        """``verb`` on every hold of the order (every component of a bundle), or on ``holds``."""
+        chosen = self.lines if holds is None else holds
+        return [StockCommand(verb, self.lines[hold][0], hold, self.lines[hold][1], cause) for hold in sorted(chosen)]
