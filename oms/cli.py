@@ -13,6 +13,7 @@ from infra.process import ServiceError
 from oms.settings import Settings, SettingsError, load_settings
 
 if TYPE_CHECKING:
+    from connectors.channel_stock import ChannelAts
     from sinks.stock_model import StockRow
 
 
@@ -222,16 +223,22 @@ def _stock(settings: Settings, args: argparse.Namespace) -> int:
     options = {
         "load": {"FILE": args.file, "--version": args.version, "--dry-run": args.dry_run or None},
         "show": {"--sku": args.sku, "--warehouse": args.warehouse, "--format": args.format},
+        "channels": {"--sku": args.sku, "--channel": args.channel, "--format": args.format},
     }
-    other = "load" if args.action == "show" else "show"
-    wrong = [name for name, value in options[other].items() if value is not None]
+    given = list(dict.fromkeys(name for opts in options.values() for name, value in opts.items() if value is not None))
+    wrong = [name for name in given if name not in options[args.action]]
     if wrong:
+        takers = [f"`oms stock {a}`" for a, opts in options.items() if a != args.action and set(wrong) & set(opts)]
         print(
-            f"oms stock {args.action} does not take {', '.join(wrong)} (only `oms stock {other}` does)", file=sys.stderr
+            f"oms stock {args.action} does not take {', '.join(wrong)} "
+            f"(only {' or '.join(takers)} {'does' if len(takers) == 1 else 'do'})",
+            file=sys.stderr,
         )
         return 2
     if args.action == "show":
         return _stock_show(settings, args)
+    if args.action == "channels":
+        return _stock_channels(settings, args)
     if args.file is None:
         print(
             "oms stock load: which file? Give the stock count CSV (header sku,warehouse,on_hand[,version]), "
@@ -292,6 +299,74 @@ def _stock_show(settings: Settings, args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     return 0
+
+
+def _stock_channels(settings: Settings, args: argparse.Namespace) -> int:
+    import json
+
+    import redis
+
+    from connectors.channel_stock import read_ats, rules_path
+    from schemas.topics import CHANNELS, INVENTORY
+
+    if args.channel is not None and args.channel not in CHANNELS:
+        print(f"oms stock channels: unknown channel {args.channel!r}; channels: {', '.join(CHANNELS)}", file=sys.stderr)
+        return 2
+    where = settings.masked()["OMS_REDIS_URL"]
+    client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=3, socket_timeout=10)
+    try:
+        found = read_ats(client, prefix=settings.topic_prefix, sku=args.sku, channel=args.channel)
+    except (redis.RedisError, OSError) as exc:
+        print(
+            f"oms stock channels: cannot read available-to-sell per channel from Redis at {where}: {exc}\n"
+            "  Start the local services with `oms up` (`oms status` shows what is running), "
+            "or point OMS_REDIS_URL at your Redis.",
+            file=sys.stderr,
+        )
+        return 1
+    finally:
+        client.close()
+    if args.format == "json":
+        print(json.dumps([a.as_dict() for a in found], indent=2, ensure_ascii=False))
+    elif found:
+        print("\n".join(_channels_table(found)))
+    if not found:
+        scope = " and ".join(
+            f"{what} {value!r}" for what, value in (("SKU", args.sku), ("channel", args.channel)) if value
+        )
+        print(
+            f"no available-to-sell{' for ' + scope if scope else ''} in the read model at {where} "
+            f"(keys {settings.topic_prefix}oms:ats:*).\n"
+            f"  `oms sink` (which `oms demo` runs too) computes it from the ledger topic "
+            f"{INVENTORY.full_name(settings.topic_prefix)} with the rules in {rules_path(settings)}.",
+            file=sys.stderr,
+        )
+    return 0
+
+
+def _channels_table(found: Sequence[ChannelAts]) -> list[str]:
+    """One row per SKU, one column per channel that has a value; when the newest of them was computed."""
+    from datetime import UTC, datetime
+    from itertools import groupby
+
+    channels = list(dict.fromkeys(a.channel for a in found))
+    head = ("SKU", *(c.upper() for c in channels), "UPDATED (UTC)")
+    cells = [head]
+    for sku, group in groupby(found, key=lambda a: a.sku):
+        by_channel = {a.channel: a for a in group}
+        newest = max((a.computed_at_ms or 0 for a in by_channel.values()), default=0)
+        when = datetime.fromtimestamp(newest / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%S") if newest else "-"
+        values = (f"{by_channel[c].available:,}" if c in by_channel else "-" for c in channels)
+        cells.append((sku, *values, when))
+    widths = [max(len(c[i]) for c in cells) for i in range(len(head))]
+    aligns = "<" + ">" * len(channels) + "<"
+    out = ["  ".join(f"{v:{a}{n}}" for v, a, n in zip(c, aligns, widths, strict=True)).rstrip() for c in cells]
+    skus, versions = len(cells) - 1, sorted({a.rules_version for a in found if a.rules_version})
+    out.append(
+        f"\n{skus:,} SKU{'' if skus == 1 else 's'} on {len(channels)} channel{'' if len(channels) == 1 else 's'}; "
+        f"rules {', '.join(versions) or 'unknown'}"
+    )
+    return out
 
 
 def _stock_table(rows: Sequence[StockRow]) -> list[str]:
@@ -437,16 +512,21 @@ def build_parser() -> argparse.ArgumentParser:
     stock = add(
         "stock",
         _stock,
-        "Stock: load a count CSV of sku,warehouse,on_hand[,version] as versioned snapshots, or show stock per "
-        "SKU and warehouse from the Redis read model.",
+        "Stock: load a count CSV of sku,warehouse,on_hand[,version] as versioned snapshots, show stock per "
+        "SKU and warehouse from the Redis read model, or show what each channel is offered (available-to-sell).",
     )
-    stock.add_argument("action", choices=["load", "show"], help="load FILE.csv, or show the current stock")
+    stock.add_argument(
+        "action",
+        choices=["load", "show", "channels"],
+        help="load FILE.csv, show the current stock, or channels: available-to-sell per channel",
+    )
     stock.add_argument("file", nargs="?", help="load: UTF-8 CSV with header sku,warehouse,on_hand[,version]")
     stock.add_argument("--version", type=int, help="load: version for rows without one (default: file mtime ms)")
     stock.add_argument("--dry-run", action="store_true", help="load: check the file, produce nothing")
-    stock.add_argument("--sku", help="show: only this SKU")
+    stock.add_argument("--sku", help="show, channels: only this SKU")
     stock.add_argument("--warehouse", help="show: only this warehouse")
-    stock.add_argument("--format", choices=["table", "json"], help="show: output format (default table)")
+    stock.add_argument("--channel", help="channels: only this channel (shopee, lazada, tiktok, ...)")
+    stock.add_argument("--format", choices=["table", "json"], help="show, channels: output format (default table)")
     demo = add("demo", _demo, "Start everything and push demo orders end to end; print what happened.")
     demo.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for the pipeline (default 180)")
     demo.add_argument("--events", type=int, default=600, help="simulated deliveries in the flash sale (0: none)")

@@ -10,7 +10,8 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import redis
 from clickhouse_connect.driver.client import Client
@@ -22,6 +23,9 @@ from sinks.clickhouse import orders_sink
 from sinks.redis_model import OrderStatusModel, order_status_sink
 from sinks.runner import SinkSpec, SinkStats, run_sink
 from sinks.stock_model import StockModel, stock_sink
+
+if TYPE_CHECKING:
+    from connectors.channel_stock import ChannelStockStats
 
 
 def run_worker(settings: Settings) -> None:
@@ -85,10 +89,37 @@ def sink_specs(settings: Settings, client: Client) -> list[SinkSpec[Any]]:
     ]
 
 
+CHANNEL_STOCK_SINK = "channel-stock"
+
+
 @contextmanager
-def running_sinks(settings: Settings, client: Client) -> Iterator[Sinks]:
-    """Run the sinks of ``sink_specs`` as threads until the block exits."""
+def running_sinks(settings: Settings, client: Client, channel_stock: bool = True) -> Iterator[Sinks]:
+    """Run the sinks of ``sink_specs`` as threads until the block exits, and (unless ``channel_stock`` is
+    False) the stock sync: ATS per channel from the inventory.v1 ledger to Redis and channel.stock.v1.
+
+    The stock sync is a thread of its own, not a ``SinkSpec``: it rebuilds its rows from the ledger's
+    start, paces its writes per channel and commits only what was written (connectors/channel_stock.py).
+    Its rules file is read first, so a bad one stops `oms sink` at start with the line to fix.
+    """
     sinks = Sinks()
+    if channel_stock:
+        from connectors.channel_stock import ChannelStockStats, RulesError, load_rules, rules_path
+
+        path = rules_path(settings)
+        try:
+            load_rules(path)
+        except RulesError as exc:
+            raise ServiceError(f"{exc}\n  Fix the file, or point OMS_CHANNEL_STOCK_RULES at a good one.") from exc
+        sync_stats = ChannelStockStats()
+        sinks.stats[CHANNEL_STOCK_SINK] = sync_stats
+        thread = threading.Thread(
+            target=_run_channel_stock_thread,
+            args=(settings, sinks, sync_stats, path),
+            name=f"sink-{CHANNEL_STOCK_SINK}",
+            daemon=True,
+        )
+        thread.start()
+        sinks.threads.append(thread)
     for spec in sink_specs(settings, client):
         stats = sinks.stats.setdefault(spec.name, SinkStats())
         thread = threading.Thread(
@@ -112,6 +143,16 @@ def _run_sink_thread(settings: Settings, spec: SinkSpec[Any], sinks: Sinks, stat
         run_sink(settings, spec, sinks.stop, stats)
     except BaseException as exc:  # surfaced to the owner through sinks.errors
         logging.getLogger(__name__).exception("sink %s crashed", spec.name)
+        sinks.errors.append(exc)
+
+
+def _run_channel_stock_thread(settings: Settings, sinks: Sinks, stats: ChannelStockStats, path: Path) -> None:
+    from connectors.channel_stock import run_channel_stock
+
+    try:
+        run_channel_stock(settings, sinks.stop, stats, path=path)
+    except BaseException as exc:  # surfaced to the owner through sinks.errors
+        logging.getLogger(__name__).exception("sink %s crashed", CHANNEL_STOCK_SINK)
         sinks.errors.append(exc)
 
 

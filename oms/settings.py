@@ -95,6 +95,11 @@ class Settings(BaseSettings):
         default=5.0, gt=0, le=1000, description="...or what arrived within this many ms (added latency bound)."
     )
     hold_check_s: float = Field(default=5.0, gt=0, le=3600, description="How often unpaid holds are checked.")
+    channel_stock_rules: str = Field(
+        default="",
+        description="The channel stock rules (TOML): buffer, share, max, warehouses and API quota per channel, "
+        "campaign locks. Empty: the packaged sample connectors/samples/channel_stock.toml.",
+    )
 
     webhook_host: str = Field(default="127.0.0.1", description="`oms connectors serve` bind address.")
     webhook_port: int = Field(default=8080, ge=1, le=65535)
@@ -153,11 +158,6 @@ class Settings(BaseSettings):
         per_channel(value, _seconds)
         return value
 
-    def short_policy_for(self, channel: str) -> str:
-        return per_channel(self.short_policy, _policy)(channel)
-
-    def unpaid_hold_ms(self, channel: str) -> int:
-        return int(per_channel(self.unpaid_hold_s, _seconds)(channel) * 1000)
     @field_validator("bundles_file")
     @classmethod
     def _bundles_file(cls, value: str) -> str:
@@ -174,6 +174,21 @@ class Settings(BaseSettings):
     def _bundles(self) -> Bundles:
         return Bundles.load(self.bundles_file) if self.bundles_file else Bundles.empty()
 
+    def short_policy_for(self, channel: str) -> str:
+        return per_channel(self.short_policy, _policy)(channel)
+
+    def unpaid_hold_ms(self, channel: str) -> int:
+        return int(per_channel(self.unpaid_hold_s, _seconds)(channel) * 1000)
+
+    @field_validator("channel_stock_rules")
+    @classmethod
+    def _channel_stock_rules(cls, value: str) -> str:
+        if not value:
+            return value
+        path = Path(value).expanduser().resolve()  # absolute: child processes may run elsewhere
+        if not path.is_file():
+            raise ValueError(f"no rules file at {value!r}; give the path of a TOML file, or empty for the sample")
+        return str(path)
 
     @field_validator("topic_prefix")
     @classmethod
