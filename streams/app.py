@@ -33,7 +33,7 @@ def create_app(settings: Settings) -> faust.App:
     """A faust app bound to the configured broker. Its id carries the topic prefix (test isolation)."""
     register_codecs()
     app = faust.App(
-        f"{settings.topic_prefix}oms",
+        group_id(settings),
         broker=[f"kafka://{server}" for server in settings.kafka_bootstrap.split(",")],
         store="memory://",
         web_host=settings.worker_web_host,
@@ -53,6 +53,18 @@ def create_app(settings: Settings) -> faust.App:
     register_allocation(app, settings)
     register_inventory(app, settings)
     return app
+
+
+def source_topics(settings: Settings) -> list[str]:
+    """Every topic the worker's agents consume (its consumer group's offsets), prefixed."""
+    specs = [*topics.RAW_ORDERS, topics.ORDER_CHANGES, topics.ORDERS, topics.RESERVATIONS]
+    specs += [topics.STOCK_COMMANDS, topics.STOCK_ADJUSTMENTS]
+    return [spec.full_name(settings.topic_prefix) for spec in specs]
+
+
+def group_id(settings: Settings) -> str:
+    """The worker's consumer group: faust uses the app id."""
+    return f"{settings.topic_prefix}oms"
 
 
 def raw_input_of(event: EventT[bytes], prefix: str) -> RawInput:
@@ -94,14 +106,18 @@ def register_normalize(app: faust.App, settings: Settings) -> Any:
     dead = _dead_letters(app, settings)
 
     async def normalize_agent(stream: StreamT[bytes]) -> AsyncIterator[int]:
-        async for event in stream.events():
-            raw = raw_input_of(event, prefix)
-            outcome = normalize(raw, settings.tenant)
-            for change in outcome.events:
-                await changes.send(key=change.order_key.encode(), value=change.encode())
-            if outcome.dead_letter is not None:
-                await _send_dead(dead, outcome.dead_letter)
-            yield len(outcome.events)
+        # Outputs are sent and acknowledged per batch, before the batch's offsets can be committed.
+        async for batch in _batches(stream, settings):
+            out: list[Out] = []
+            events = 0
+            for event in batch:
+                outcome = normalize(raw_input_of(event, prefix), settings.tenant)
+                out += [(changes, c.order_key.encode(), c.encode(), None) for c in outcome.events]
+                events += len(outcome.events)
+                if outcome.dead_letter is not None:
+                    out.append(_dead_out(dead, outcome.dead_letter))
+            await publish(out)
+            yield events  # canonical events sent (dead letters are not counted)
 
     return app.agent(raw_topic, name="normalize")(normalize_agent)
 
@@ -182,6 +198,7 @@ def register_allocation(app: faust.App, settings: Settings) -> Any:
     table = _bytes_table(app, "allocations", settings)
     deadlines = _bytes_table(app, "hold-deadlines", settings)  # unpaid orders: order key -> expiry ms
     lock = asyncio.Lock()  # the agent and the expiry timer never interleave a read and write of one order
+    bundles = settings.bundles()  # OMS_BUNDLES_FILE: a bundle line is held as its components
 
     def to_inventory(sent: list[allocation.StockCommand]) -> list[Out]:
         """One stock-commands.v1 record per destination partition, its commands in order."""
@@ -231,7 +248,7 @@ def register_allocation(app: faust.App, settings: Settings) -> Any:
                         state = states.get(key) or load(key, order)
                         before = state.outcome
                         if isinstance(item, OrderEvent):
-                            sent += state.on_order(item, settings.unpaid_hold_ms(item.channel))
+                            sent += state.on_order(item, settings.unpaid_hold_ms(item.channel), bundles)
                         else:
                             sent += state.on_decision(item)
                         if state.outcome is not before:
@@ -447,8 +464,3 @@ def _dead_letters(app: faust.App, settings: Settings) -> Any:
     return app.topic(
         topics.DEAD_LETTERS.full_name(settings.topic_prefix), key_serializer="raw", value_serializer="oms_dead_letter"
     )
-
-
-async def _send_dead(dead: Any, letter: DeadLetter) -> None:
-    log.warning("dead letter %s: %s: %s", letter.dead_letter_id, letter.reason_code, letter.reason)
-    await dead.send(key=letter.source_topic.encode(), value=letter.to_avro())

@@ -52,9 +52,12 @@ def _run(scenario: Callable[[faust.App, Any], Awaitable[None]], settings: Settin
     """Run scenario(app, agent-under-test); returns what the agent sent, serialized, in order."""
     sent: list[Sent] = []
 
-    async def fake_send(topic: Topic, *, key: Any = None, value: Any = None, **_: Any) -> None:
+    async def fake_send(topic: Topic, *, key: Any = None, value: Any = None, **_: Any) -> asyncio.Future[None]:
         message = topic.as_future_message(key=key, value=value).message
         sent.append(Sent(topic.get_topic_name(), message.key, message.value))
+        acked: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        acked.set_result(None)  # what publish() awaits: the broker's acknowledgement
+        return acked
 
     async def main() -> None:
         app = create_app(settings or Settings())
