@@ -62,3 +62,43 @@ def _wait_until_visible(admin: AdminClient, names: list[str], timeout: float) ->
             time.sleep(0.1)  # polling the broker's metadata until the deadline
     if pending:
         raise ServiceError(f"topics created but not visible after {timeout:.0f}s: {sorted(pending)}")
+
+
+def start_group_at_earliest(settings: Settings, group: str, names: list[str], timeout: float = 10.0) -> int:
+    """Commit the earliest offset for every partition of ``names`` where ``group`` has no commit yet.
+
+    What auto.offset.reset=earliest would read anyway, but written down. A faust worker (0.15.3)
+    that went through two rebalances within its first seconds (a second worker joining, or a
+    killed one's session expiring) sometimes never fetched partitions that had no committed offset,
+    with no error: its share of orders stalled. With every partition committed before the first
+    worker joins, that path is never taken (a two-worker reproduction went from about one run in
+    two stalling to none in six). Existing commits are never touched; returns how many were set.
+    A group that already has live members refuses a commit from outside: then the worker that
+    started it has done this, and nothing is changed.
+    """
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": group, "enable.auto.commit": False})
+    try:
+        wanted = []
+        for name in names:
+            meta = consumer.list_topics(name, timeout=timeout).topics.get(name)
+            if meta is None or meta.error is not None:
+                raise ServiceError(f"topic {name} is missing; run `oms topics create` (or `oms up`) first")
+            wanted += [TopicPartition(name, p) for p in meta.partitions]
+        committed = consumer.committed(wanted, timeout=timeout)
+        missing = [tp for tp in committed if tp.offset < 0]
+        starts = []
+        for tp in missing:
+            low, _ = consumer.get_watermark_offsets(TopicPartition(tp.topic, tp.partition), timeout=timeout)
+            starts.append(TopicPartition(tp.topic, tp.partition, max(0, low)))
+        if starts:
+            try:
+                consumer.commit(offsets=starts, asynchronous=False)
+            except KafkaException as exc:
+                if exc.args[0].code() not in (KafkaError.UNKNOWN_MEMBER_ID, KafkaError.ILLEGAL_GENERATION):
+                    raise
+                return 0
+        return len(starts)
+    finally:
+        consumer.close()

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import io
 import logging
 import os
+import signal
 import socket
 import sys
 import threading
@@ -32,12 +35,24 @@ def run_worker(settings: Settings) -> None:
     """Run a faust worker in this process until SIGTERM/SIGINT (``oms worker``)."""
     import faust  # imported here: the rest of the CLI starts faster without it
 
-    from streams.app import create_app
+    from infra.topics import start_group_at_earliest
+    from streams.app import create_app, group_id, source_topics
 
+    start_group_at_earliest(settings, group_id(settings), source_topics(settings))
     app = create_app(settings)
     # faust's default level puts the root logger at DEBUG, which costs ~12 % CPU in formatting.
     worker = faust.Worker(app, loglevel=settings.log_level.upper())
+    signal.signal(signal.SIGUSR1, lambda _sig, _frame: _log_tasks(app.loop))
     worker.execute_from_commandline()
+
+
+def _log_tasks(loop: asyncio.AbstractEventLoop) -> None:
+    """``kill -USR1 <worker pid>``: every asyncio task's stack into the log (where is it waiting?)."""
+    log = logging.getLogger("oms.worker")
+    for task in asyncio.all_tasks(loop):
+        stack = io.StringIO()
+        task.print_stack(limit=12, file=stack)
+        log.warning("task %s:\n%s", task.get_name(), stack.getvalue())
 
 
 def free_port() -> int:
