@@ -36,8 +36,13 @@ PER_WAREHOUSE = (17, 17, 16)  # 50 per SKU
 CHANNELS = ["shopee", "lazada", "tiktok", "shopify", "pos"]
 
 
-@pytest.fixture()
-def sale(services: Settings, tmp_path: Path) -> Iterator[tuple[Settings, list[ManagedProcess]]]:
+# Two workers (params=[2]) is not in CI: a worker that goes through two rebalances within its
+# first seconds sometimes stops consuming some partitions for good, with no error (faust-streaming
+# 0.15.3; see the issue 4 note). Run it by hand with params=[1, 2].
+@pytest.fixture(params=[1], ids=["one-worker"])
+def sale(
+    services: Settings, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[tuple[Settings, list[ManagedProcess]]]:
     settings = Settings(
         data_dir=tmp_path / "oms",
         kafka_bootstrap=services.kafka_bootstrap,
@@ -50,7 +55,7 @@ def sale(services: Settings, tmp_path: Path) -> Iterator[tuple[Settings, list[Ma
     rows = [f"{sku},{w},{n}" for sku in SKUS for w, n in zip(WAREHOUSES, PER_WAREHOUSE, strict=True)]
     csv.write_text("sku,warehouse,on_hand,version\n" + "\n".join(f"{r},1" for r in rows) + "\n")
     assert load(settings, csv).units == 50 * len(SKUS)
-    workers = [spawn_worker(settings, "sale-worker")]
+    workers = [spawn_worker(settings, f"sale-worker-{i}") for i in range(request.param)]
     yield settings, workers
     for proc in workers:
         proc.stop()
@@ -74,13 +79,17 @@ def test_flash_sale_across_five_channels_decides_every_order_and_never_oversells
     began = time.monotonic()
     run_to_kafka(settings, sim, half, rate=0)
 
-    # kill -9 mid-stream: some orders decided, many in flight (commands and answers unconsumed).
+    # kill -9 mid-stream: some orders decided, many in flight (commands and answers unconsumed). With
+    # two workers the survivor takes the dead one's partitions, then gives some back to the restarted
+    # one: two rebalances mid-sale.
     def some_decided(messages: list[Any]) -> bool:
         return len(messages) >= 300
 
     assert len(_latest_outcomes(settings, some_decided, 240)) >= 1, workers[0].log_tail()
     assert workers[0].kill(), "the worker was not running when it was to be killed"
     workers.append(spawn_worker(settings, "sale-worker-restarted"))
+    alive = [w for w in workers if w.pid() is not None]
+    assert len(alive) == len(workers) - 1, "every other worker must still be running"
     run_to_kafka(settings, _Rest(sim, half), total - half, rate=0)
 
     expected = {order_key(settings.tenant, e.channel, e.order_id) for e in sim.events(total) if e.kind == "order"}
