@@ -35,11 +35,11 @@ def run_worker(settings: Settings) -> None:
     """Run a faust worker in this process until SIGTERM/SIGINT (``oms worker``)."""
     import faust  # imported here: the rest of the CLI starts faster without it
 
-    from infra.topics import start_group_at_earliest
     from streams.app import create_app, group_id, source_topics
+    from streams.watchdog import register_watchdog
 
-    start_group_at_earliest(settings, group_id(settings), source_topics(settings))
     app = create_app(settings)
+    register_watchdog(app, settings, source_topics(settings), group_id(settings))
     # faust's default level puts the root logger at DEBUG, which costs ~12 % CPU in formatting.
     worker = faust.Worker(app, loglevel=settings.log_level.upper())
     signal.signal(signal.SIGUSR1, lambda _sig, _frame: _log_tasks(app.loop))

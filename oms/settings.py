@@ -64,6 +64,13 @@ class Settings(BaseSettings):
 
     worker_web_host: str = Field(default="127.0.0.1", description="faust worker web server bind address.")
     worker_web_port: int = Field(default=6066, ge=1, le=65535)
+    worker_stall_s: float = Field(
+        default=120.0,
+        ge=0,
+        le=86400,
+        description="A worker whose partitions have input waiting and no committed progress for this long "
+        "restarts itself in place (0: never).",
+    )
     sink_batch_rows: int = Field(default=5000, ge=1, le=1_000_000, description="Flush a sink batch at this size.")
     sink_flush_seconds: float = Field(default=1.0, gt=0, le=60, description="...or at this age.")
     log_level: Literal["debug", "info", "warning", "error"] = Field(default="info")

@@ -36,9 +36,11 @@ PER_WAREHOUSE = (17, 17, 16)  # 50 per SKU
 CHANNELS = ["shopee", "lazada", "tiktok", "shopify", "pos"]
 
 
-# Two workers (params=[2]) is not in CI: a worker that goes through two rebalances within its
-# first seconds sometimes stops consuming some partitions for good, with no error (faust-streaming
-# 0.15.3; see the issue 4 note). Run it by hand with params=[1, 2].
+# Two workers (params=[1, 2]) is not in CI because it fails: with two workers and one of them
+# killed midway, 112-161 of 3,723 orders never reached orders.v1 in two runs (their changes sat at
+# the start of the restarted worker's order-changes partitions, consumed and committed but never
+# applied); before the agents were batched, a worker instead stopped consuming some partitions.
+# Open in issue 4: run one worker per consumer group until it is fixed.
 @pytest.fixture(params=[1], ids=["one-worker"])
 def sale(
     services: Settings, tmp_path: Path, request: pytest.FixtureRequest
@@ -49,6 +51,7 @@ def sale(
         redis_url=services.redis_url,
         topic_prefix=f"fs{uuid.uuid4().hex[:8]}.",
         consumer_session_timeout_s=6.0,
+        worker_stall_s=20.0,  # a stalled worker restarts itself well within the test's deadlines
     )
     ensure_topics(settings)
     csv = tmp_path / "stock.csv"
