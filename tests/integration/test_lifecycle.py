@@ -11,7 +11,7 @@ import orjson
 import pytest
 
 from connectors.raw_producer import RawProducer
-from infra.process import ManagedProcess
+from infra.process import ManagedProcess, wait_until
 from infra.topics import ensure_topics
 from oms.runtime import spawn_worker
 from oms.settings import Settings
@@ -88,8 +88,11 @@ def test_after_a_restart_a_push_still_applies_to_its_order_and_a_push_without_or
     producer.flush()
     assert _statuses(settings, key, want=1, timeout=90) == [OrderStatus.PAID], workers[0].log_tail()
 
-    # kill -9: the new worker must restore the order from the changelog.
+    # kill -9: the new worker must restore the order from the changelog. It starts once the dead
+    # member has left the group (session timeout), as the README asks after a crash: a restart that
+    # overlaps it goes through two quick rebalances, which can skip input (open in issue 4).
     assert workers[0].kill()
+    assert wait_until(lambda: _group_empty(settings), 60), "the killed worker never left the group"
     workers.append(spawn_worker(settings, "own-worker-restarted"))
 
     # The restarted worker must know the order: from the changelog, or by re-reading the order change
@@ -125,3 +128,16 @@ def test_after_a_restart_a_push_still_applies_to_its_order_and_a_push_without_or
     assert orjson.loads(orphans[0].original)["data"]["ordersn"] == orphan
     assert orphans[0].stage == "lifecycle"
     assert not any(key in d.reason for d in decoded), "the known order's push must not be dead-lettered"
+
+
+def _group_empty(settings: Settings) -> bool:
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import AdminClient
+
+    group = f"{settings.topic_prefix}oms"
+    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    try:
+        described = admin.describe_consumer_groups([group])[group].result(timeout=5)
+    except KafkaException:
+        return False
+    return not described.members
