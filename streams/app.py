@@ -106,18 +106,14 @@ def register_normalize(app: faust.App, settings: Settings) -> Any:
     dead = _dead_letters(app, settings)
 
     async def normalize_agent(stream: StreamT[bytes]) -> AsyncIterator[int]:
-        # Outputs are sent and acknowledged per batch, before the batch's offsets can be committed.
-        async for batch in _batches(stream, settings):
-            out: list[Out] = []
-            events = 0
-            for event in batch:
-                outcome = normalize(raw_input_of(event, prefix), settings.tenant)
-                out += [(changes, c.order_key.encode(), c.encode(), None) for c in outcome.events]
-                events += len(outcome.events)
-                if outcome.dead_letter is not None:
-                    out.append(_dead_out(dead, outcome.dead_letter))
-            await publish(out)
-            yield events  # canonical events sent (dead letters are not counted)
+        async for event in stream.events():
+            raw = raw_input_of(event, prefix)
+            outcome = normalize(raw, settings.tenant)
+            for change in outcome.events:
+                await changes.send(key=change.order_key.encode(), value=change.encode())
+            if outcome.dead_letter is not None:
+                await _send_dead(dead, outcome.dead_letter)
+            yield len(outcome.events)
 
     return app.agent(raw_topic, name="normalize")(normalize_agent)
 
@@ -134,42 +130,33 @@ def register_lifecycle(app: faust.App, settings: Settings) -> Any:
     waiting = _bytes_table(app, "order-pending", settings)
     lock = asyncio.Lock()  # the agent and the expiry timer never interleave a read and write of one order
 
-    def write(key: bytes, order: lifecycle.OrderState) -> None:
-        state.set(key, order.to_bytes())
-        oldest = order.oldest_pending_ms
+    async def record(key: bytes, step: lifecycle.Step) -> None:
+        """Outputs first (acknowledged), then the state: a crash can repeat an output, never lose one."""
+        for letter in step.dead:
+            log.warning("dead letter %s: %s: %s", letter.dead_letter_id, letter.reason_code, letter.reason)
+        await publish([(dead, letter.source_topic.encode(), letter.to_avro()) for letter in step.dead])
+        state.set(key, step.state.to_bytes())
+        oldest = step.state.oldest_pending_ms
         if oldest is None:
             waiting.delete(key)
         else:
             waiting.set(key, str(oldest).encode())
 
-    async def record(key: bytes, step: lifecycle.Step) -> None:
-        """Outputs first (acknowledged), then the state: a crash can repeat an output, never lose one."""
-        await publish([_dead_out(dead, letter) for letter in step.dead])
-        write(key, step.state)
-
     async def lifecycle_agent(stream: StreamT[bytes]) -> AsyncIterator[int]:
-        async for batch in _batches(stream, settings):
-            out: list[Out] = []
+        async for event in stream.events():
+            key = event.key if isinstance(event.key, bytes) else b""
+            try:
+                change = decode_change(event.value)
+            except (CodecError, ValueError) as exc:
+                raw = raw_input_of(event, prefix)
+                letter = dead_letter(raw, settings.tenant, "undecodable", str(exc), stage=lifecycle.STAGE)
+                await _send_dead(dead, letter)
+                continue
             async with lock:
-                orders_now: dict[bytes, lifecycle.OrderState] = {}  # this batch's states, written at its end
-                for event in batch:
-                    key = _key(event)
-                    try:
-                        change = decode_change(event.value)
-                    except (CodecError, ValueError) as exc:
-                        raw = raw_input_of(event, prefix)
-                        letter = dead_letter(raw, settings.tenant, "undecodable", str(exc), stage=lifecycle.STAGE)
-                        out.append(_dead_out(dead, letter))
-                        continue
-                    current = orders_now.get(key) or lifecycle.OrderState.from_bytes(state.get(key))
-                    step = lifecycle.apply(current, change)
-                    out += [(orders, key, order.to_avro(), None) for order in step.emit]
-                    out += [_dead_out(dead, letter) for letter in step.dead]
-                    orders_now[key] = step.state
-                await publish(out)
-                for key, order in orders_now.items():
-                    write(key, order)
-            yield len(out)
+                step = lifecycle.apply(lifecycle.OrderState.from_bytes(state.get(key)), change)
+                await publish([(orders, key, order.to_avro()) for order in step.emit])
+                await record(key, step)
+            yield len(step.emit)
 
     async def expire_pending() -> None:
         now = int(time.time() * 1000)
@@ -198,67 +185,47 @@ def register_allocation(app: faust.App, settings: Settings) -> Any:
     table = _bytes_table(app, "allocations", settings)
     deadlines = _bytes_table(app, "hold-deadlines", settings)  # unpaid orders: order key -> expiry ms
     lock = asyncio.Lock()  # the agent and the expiry timer never interleave a read and write of one order
-    bundles = settings.bundles()  # OMS_BUNDLES_FILE: a bundle line is held as its components
 
-    def to_inventory(sent: list[allocation.StockCommand]) -> list[Out]:
-        """One stock-commands.v1 record per destination partition, its commands in order."""
-        by_partition: dict[int, list[allocation.StockCommand]] = {}
-        for command in sent:
-            by_partition.setdefault(table.partition(command.sku.encode()), []).append(command)
-        return [
-            (commands, f"p{p}".encode(), stock_records.encode_commands(batch), p) for p, batch in by_partition.items()
-        ]
-
-    def write(key: bytes, state: allocation.Allocation) -> None:
+    async def record(key: bytes, state: allocation.Allocation, before: allocation.Outcome, sent: list[Any]) -> None:
+        """Outputs first (acknowledged), then the state: a crash can repeat a command, never lose one."""
+        out = [(commands, c.sku.encode(), stock_records.encode_command(c)) for c in sent]
+        if state.outcome is not before:
+            out.append((outcomes, key, stock_records.encode_allocation(state)))
+        await publish(out)
         table.set(key, state.to_bytes())
         if state.expires_at_ms is None:
             deadlines.delete(key)
         else:
             deadlines.set(key, str(state.expires_at_ms).encode())
 
-    def load(key: bytes, order: OrderEvent | None) -> allocation.Allocation:
-        stored = table.get(key)
-        if stored:
-            return allocation.Allocation.from_bytes(stored)
-        policy = settings.short_policy_for(order.channel if order else "*")
-        return allocation.Allocation(key.decode(), allocation.ShortPolicy(policy))
-
-    def inputs(event: EventT[bytes]) -> list[tuple[bytes, OrderEvent | inventory.Decision]]:
-        """(order key, what happened to it): an order state, or the inventory's answers for its lines."""
-        if event.message.topic == orders_name:
-            return [(_key(event), OrderEvent.decode(event.value))]
-        return [(d.hold_id.rsplit("|", 1)[0].encode(), d) for d in stock_records.decode_decisions(event.value)]
-
     async def allocation_agent(stream: StreamT[bytes]) -> AsyncIterator[int]:
-        async for batch in _batches(stream, settings):
-            out: list[Out] = []
-            sent: list[allocation.StockCommand] = []
+        async for event in stream.events():
+            key = event.key if isinstance(event.key, bytes) else b""
             async with lock:
-                states: dict[bytes, allocation.Allocation] = {}  # this batch's states, written at its end
-                for event in batch:
-                    try:
-                        items = inputs(event)
-                    except (CodecError, ValueError) as exc:
-                        raw = raw_input_of(event, prefix)
-                        letter = dead_letter(raw, settings.tenant, "undecodable", str(exc), stage="allocation")
-                        out.append(_dead_out(dead, letter))
-                        continue
-                    for key, item in items:
-                        order = item if isinstance(item, OrderEvent) else None
-                        state = states.get(key) or load(key, order)
-                        before = state.outcome
-                        if isinstance(item, OrderEvent):
-                            sent += state.on_order(item, settings.unpaid_hold_ms(item.channel), bundles)
-                        else:
-                            sent += state.on_decision(item)
-                        if state.outcome is not before:
-                            out.append((outcomes, key, stock_records.encode_allocation(state), None))
-                        states[key] = state
-                out += to_inventory(sent)
-                await publish(out)  # outputs acknowledged before any state: a crash repeats, never loses
-                for key, state in states.items():
-                    write(key, state)
-            yield len(out)
+                try:
+                    order = OrderEvent.decode(event.value) if event.message.topic == orders_name else None
+                    decision = None if order else stock_records.decode_decision(event.value)
+                except (CodecError, ValueError) as exc:
+                    raw = raw_input_of(event, prefix)
+                    letter = dead_letter(raw, settings.tenant, "undecodable", str(exc), stage="allocation")
+                    await _send_dead(dead, letter)
+                    continue
+                stored = table.get(key)
+                if stored:
+                    state = allocation.Allocation.from_bytes(stored)
+                else:
+                    channel = order.channel if order else "*"
+                    state = allocation.Allocation(
+                        key.decode(), allocation.ShortPolicy(settings.short_policy_for(channel))
+                    )
+                before = state.outcome
+                if order is not None:
+                    sent = state.on_order(order, settings.unpaid_hold_ms(order.channel), settings.bundles())
+                else:
+                    assert decision is not None
+                    sent = state.on_decision(decision)
+                await record(key, state, before, sent)
+            yield len(sent)
 
     async def expire_unpaid() -> None:
         now = int(time.time() * 1000)
@@ -272,14 +239,10 @@ def register_allocation(app: faust.App, settings: Settings) -> Any:
                     continue
                 state = allocation.Allocation.from_bytes(stored)
                 before = state.outcome
-                released = state.expire(now)
-                if released:
-                    log.info("unpaid order %s expired: %d holds released", key.decode(), len(released))
-                out = to_inventory(released)
-                if state.outcome is not before:
-                    out.append((outcomes, key, stock_records.encode_allocation(state), None))
-                await publish(out)
-                write(key, state)
+                sent = state.expire(now)
+                if sent:
+                    log.info("unpaid order %s expired: %d holds released", key.decode(), len(sent))
+                await record(key, state, before, sent)
 
     app.timer(settings.hold_check_s, name="expire-unpaid-holds")(expire_unpaid)
 
@@ -299,59 +262,42 @@ def register_inventory(app: faust.App, settings: Settings) -> Any:
     dead = _dead_letters(app, settings)
     table = _bytes_table(app, "stock", settings)
 
-    def inputs(event: EventT[bytes]) -> list[allocation.StockCommand | StockAdjustment]:
-        if event.message.topic == commands_name:
-            return list(stock_records.decode_commands(event.value))
-        return [StockAdjustment.decode(event.value)]
-
-    def apply(
-        stock: inventory.SkuStock, item: allocation.StockCommand | StockAdjustment
-    ) -> tuple[inventory.Decision | None, list[inventory.Movement]]:
-        if isinstance(item, allocation.StockCommand):
-            if item.verb is allocation.Verb.RESERVE:
-                return stock.reserve(item.hold_id, item.quantity, item.warehouses, item.expires_at_ms)
-            return None, _apply(stock, item)
-        if item.kind == "snapshot":
-            return None, stock.snapshot(item.adjustment_id, item.warehouse, item.quantity, item.version)
-        return None, stock.delta(item.adjustment_id, item.warehouse, item.quantity, item.cause)
-
     async def inventory_agent(stream: StreamT[bytes]) -> AsyncIterator[int]:
-        async for batch in _batches(stream, settings):
-            out: list[Out] = []
-            decided: dict[int, list[inventory.Decision]] = {}  # answers by the order's partition
-            skus: dict[bytes, inventory.SkuStock] = {}  # this batch's stock, written at its end
-            for event in batch:
-                try:
-                    items = inputs(event)
-                except (CodecError, ValueError) as exc:
-                    raw = raw_input_of(event, prefix)
-                    letter = dead_letter(raw, settings.tenant, "undecodable", str(exc), stage="inventory")
-                    out.append(_dead_out(dead, letter))
-                    continue
-                for item in items:
-                    key = item.sku.encode()
-                    stock = skus.get(key)
-                    if stock is None:
-                        stored = table.get(key)
-                        stock = inventory.SkuStock.from_bytes(stored) if stored else inventory.SkuStock(item.sku)
-                    try:
-                        decision, moves = apply(stock, item)
-                    except ValueError as exc:  # refused before it changed anything; the rest still apply
-                        raw = raw_input_of(event, prefix)
-                        what = getattr(item, "hold_id", None) or getattr(item, "adjustment_id", "?")
-                        letter = dead_letter(raw, settings.tenant, "invalid_command", f"{what}: {exc}", "inventory")
-                        out.append(_dead_out(dead, letter))
-                        continue
-                    out += [(ledger, key, stock_records.encode_movement(move), None) for move in moves]
-                    if decision is not None:
-                        order = decision.hold_id.rsplit("|", 1)[0].encode()
-                        decided.setdefault(table.partition(order), []).append(decision)
-                    skus[key] = stock
-            out += [(answers, f"p{p}".encode(), stock_records.encode_decisions(ds), p) for p, ds in decided.items()]
-            await publish(out)  # outputs acknowledged before any state: a crash repeats, never loses
-            for key, stock in skus.items():
-                table.set(key, stock.to_bytes())
-            yield len(out)
+        async for event in stream.events():
+            key = event.key if isinstance(event.key, bytes) else b""
+            stored = table.get(key)
+            stock = inventory.SkuStock.from_bytes(stored) if stored else inventory.SkuStock(key.decode())
+            decision = None
+            try:
+                if event.message.topic == commands_name:
+                    command = stock_records.decode_command(event.value)
+                    if command.verb is allocation.Verb.RESERVE:
+                        decision, moves = stock.reserve(
+                            command.hold_id, command.quantity, command.warehouses, command.expires_at_ms
+                        )
+                    else:
+                        moves = _apply(stock, command)
+                else:
+                    adjustment = StockAdjustment.decode(event.value)
+                    if adjustment.kind == "snapshot":
+                        moves = stock.snapshot(
+                            adjustment.adjustment_id, adjustment.warehouse, adjustment.quantity, adjustment.version
+                        )
+                    else:
+                        moves = stock.delta(
+                            adjustment.adjustment_id, adjustment.warehouse, adjustment.quantity, adjustment.cause
+                        )
+            except (CodecError, ValueError) as exc:
+                raw = raw_input_of(event, prefix)
+                await _send_dead(dead, dead_letter(raw, settings.tenant, "undecodable", str(exc), stage="inventory"))
+                continue
+            out = [(ledger, key, stock_records.encode_movement(move)) for move in moves]
+            if decision is not None:
+                order = decision.hold_id.rsplit("|", 1)[0]
+                out.append((answers, order.encode(), stock_records.encode_decision(decision)))
+            await publish(out)
+            table.set(key, stock.to_bytes())
+            yield len(moves)
 
     return app.agent(source, name="inventory")(inventory_agent)
 
@@ -367,32 +313,7 @@ def _apply(stock: inventory.SkuStock, command: allocation.StockCommand) -> list[
     return stock.restock(command.hold_id)
 
 
-Out = tuple[Any, bytes, Any, int | None]  # (topic, key, value, partition or None: by key) to publish
-
-
-async def _batches(stream: StreamT[bytes], settings: Settings) -> AsyncIterator[list[EventT[bytes]]]:
-    """The stream in batches: up to OMS_BATCH_MAX_EVENTS, or what arrived within OMS_BATCH_WAIT_MS.
-
-    A stateful step publishes a whole batch's outputs and waits for one acknowledgement round trip,
-    then writes each touched key's state once: the per-event round trip and changelog write were
-    what held these agents to a few hundred events per second. Events are acknowledged (and their
-    offsets committed) only after the batch is done.
-    """
-    take: Any = stream  # StreamT does not declare take_events; faust's Stream has it
-    async for batch in take.take_events(settings.batch_max_events, within=settings.batch_wait_ms / 1000):
-        yield list(batch)
-
-
-def _key(event: EventT[bytes]) -> bytes:
-    return event.key if isinstance(event.key, bytes) else b""
-
-
-def _dead_out(dead: Any, letter: DeadLetter) -> Out:
-    log.warning("dead letter %s: %s: %s", letter.dead_letter_id, letter.reason_code, letter.reason)
-    return (dead, letter.source_topic.encode(), letter.to_avro(), None)
-
-
-async def publish(messages: list[Out]) -> None:
+async def publish(messages: list[tuple[Any, bytes, Any]]) -> None:
     """Send a step's outputs now and wait until Kafka has them all; call it BEFORE writing the state.
 
     faust publishes an agent's ordinary sends at commit time, but a table's changelog goes out
@@ -400,10 +321,7 @@ async def publish(messages: list[Out]) -> None:
     effect whose output was never sent, and the re-run input is a no-op: the output is lost. With
     outputs acknowledged first, a crash can only repeat an output (same ids downstream), never lose one.
     """
-    futures = [
-        await topic.send(key=key, value=value, partition=partition, force=True)
-        for topic, key, value, partition in messages
-    ]
+    futures = [await topic.send(key=key, value=value, force=True) for topic, key, value in messages]
     if futures:
         await asyncio.gather(*futures)
 
@@ -464,3 +382,8 @@ def _dead_letters(app: faust.App, settings: Settings) -> Any:
     return app.topic(
         topics.DEAD_LETTERS.full_name(settings.topic_prefix), key_serializer="raw", value_serializer="oms_dead_letter"
     )
+
+
+async def _send_dead(dead: Any, letter: DeadLetter) -> None:
+    log.warning("dead letter %s: %s: %s", letter.dead_letter_id, letter.reason_code, letter.reason)
+    await dead.send(key=letter.source_topic.encode(), value=letter.to_avro())
