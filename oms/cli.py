@@ -7,7 +7,7 @@ import logging
 import signal
 import sys
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from infra.process import ServiceError
 from oms.settings import Settings, SettingsError, load_settings
@@ -15,6 +15,8 @@ from oms.settings import Settings, SettingsError, load_settings
 if TYPE_CHECKING:
     from connectors.channel_stock import ChannelAts
     from sinks.stock_model import StockRow
+
+T = TypeVar("T")
 
 
 def _up(settings: Settings, _: argparse.Namespace) -> int:
@@ -261,28 +263,39 @@ def _stock(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _from_redis(settings: Settings, what: str, read: Callable[[Any], T]) -> T | None:
+    """``read(client)`` against the configured Redis; None (after a message saying what to do) if unreachable."""
+    import redis
+
+    client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=3, socket_timeout=10)
+    try:
+        return read(client)
+    except (redis.RedisError, OSError) as exc:
+        print(
+            f"{what} from Redis at {settings.masked()['OMS_REDIS_URL']}: {exc}\n"
+            "  Start the local services with `oms up` (`oms status` shows what is running), "
+            "or point OMS_REDIS_URL at your Redis.",
+            file=sys.stderr,
+        )
+        return None
+    finally:
+        client.close()
+
+
 def _stock_show(settings: Settings, args: argparse.Namespace) -> int:
     import json
-
-    import redis
 
     from schemas.topics import INVENTORY
     from sinks.stock_model import StockModel
 
     where = settings.masked()["OMS_REDIS_URL"]
-    client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=3, socket_timeout=10)
-    try:
-        rows = StockModel(client, prefix=settings.topic_prefix).rows(sku=args.sku, warehouse=args.warehouse)
-    except (redis.RedisError, OSError) as exc:
-        print(
-            f"oms stock show: cannot read the stock read model from Redis at {where}: {exc}\n"
-            "  Start the local services with `oms up` (`oms status` shows what is running), "
-            "or point OMS_REDIS_URL at your Redis.",
-            file=sys.stderr,
-        )
+    rows = _from_redis(
+        settings,
+        "oms stock show: cannot read the stock read model",
+        lambda client: StockModel(client, prefix=settings.topic_prefix).rows(sku=args.sku, warehouse=args.warehouse),
+    )
+    if rows is None:
         return 1
-    finally:
-        client.close()
     if args.format == "json":
         print(json.dumps([row.as_dict() for row in rows], indent=2, ensure_ascii=False))
     elif rows:
@@ -304,8 +317,6 @@ def _stock_show(settings: Settings, args: argparse.Namespace) -> int:
 def _stock_channels(settings: Settings, args: argparse.Namespace) -> int:
     import json
 
-    import redis
-
     from connectors.channel_stock import read_ats, rules_path
     from schemas.topics import CHANNELS, INVENTORY
 
@@ -313,19 +324,13 @@ def _stock_channels(settings: Settings, args: argparse.Namespace) -> int:
         print(f"oms stock channels: unknown channel {args.channel!r}; channels: {', '.join(CHANNELS)}", file=sys.stderr)
         return 2
     where = settings.masked()["OMS_REDIS_URL"]
-    client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=3, socket_timeout=10)
-    try:
-        found = read_ats(client, prefix=settings.topic_prefix, sku=args.sku, channel=args.channel)
-    except (redis.RedisError, OSError) as exc:
-        print(
-            f"oms stock channels: cannot read available-to-sell per channel from Redis at {where}: {exc}\n"
-            "  Start the local services with `oms up` (`oms status` shows what is running), "
-            "or point OMS_REDIS_URL at your Redis.",
-            file=sys.stderr,
-        )
+    found = _from_redis(
+        settings,
+        "oms stock channels: cannot read available-to-sell per channel",
+        lambda client: read_ats(client, prefix=settings.topic_prefix, sku=args.sku, channel=args.channel),
+    )
+    if found is None:
         return 1
-    finally:
-        client.close()
     if args.format == "json":
         print(json.dumps([a.as_dict() for a in found], indent=2, ensure_ascii=False))
     elif found:
