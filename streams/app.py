@@ -21,7 +21,7 @@ from oms.settings import Settings
 from schemas import topics
 from schemas.codec import CodecError
 from schemas.order import DeadLetter, OrderEvent, StockAdjustment, decode_change
-from streams import allocation, inventory, lifecycle, stock_records
+from streams import allocation, inventory, lifecycle, safe_ack, stock_records
 from streams.adapters.base import RawInput
 from streams.codecs import register_codecs
 from streams.normalize import dead_letter, normalize
@@ -48,6 +48,7 @@ def create_app(settings: Settings) -> faust.App:
         producer_max_request_size=16 * 1024 * 1024,
         consumer_max_fetch_size=16 * 1024 * 1024,
     )
+    safe_ack.install(app)
     register_normalize(app, settings)
     register_lifecycle(app, settings)
     register_allocation(app, settings)

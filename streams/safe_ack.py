@@ -1,0 +1,191 @@
+"""A faust consumer that never commits an offset it did not process, nor skips unread records.
+
+faust-streaming 0.15 loses input across rebalances in two ways, both found by the flash-sale test
+(a worker restarted mid-stream, or two workers sharing partitions, left orders undecided):
+
+1. A stream that takes a message while flow control is suspended (a rebalance is revoking
+   partitions), or a message fetched in an older consumer generation, *skips* it: the agent never
+   sees it. But the skip path also *acks* it (faust/streams.py, ``_py_aiter``: ``value is
+   skipped_value`` -> ``event.ack()``). The consumer's acked-offsets list is reset at revoke, so the
+   commit that follows (``wait_empty`` during the revoke, or the next commit interval) writes the
+   skipped offset + 1 to the group: the message is gone for every worker. A stale buffer after
+   recovery is skipped in full, which is how two workers lost 112-161 orders in one sale.
+2. ``Consumer._new_offset`` treats the committed offset as the last *processed* one, but Kafka's
+   (and faust's own ``perform_seek``) committed offset is the *next* one to read. A single missing
+   message at the head of the acked list (committed 100, acked 101, 102) is committed over
+   (``min(acked) - committed > 1`` is false): one message lost, the "1 of 3,723" of CI.
+
+3. During a rebalance faust pauses the stream partitions, and ``getmany`` silently drops records
+   already fetched for a paused partition, although aiokafka's position has moved past them. The
+   rebalance ends with ``perform_seek`` back to the committed offsets, but aiokafka seeks only to a
+   committed offset > 0: a partition with nothing committed yet (the first seconds of a sale, or a
+   quiet partition) resumes *after* the dropped records. Traced in the flash sale: a worker's first
+   order change on a fresh partition was offset 315, with 0-314 never processed and then committed
+   over. Such partitions are now sought to the beginning of the log (the group's
+   ``auto_offset_reset=earliest``), so the dropped records are read again.
+
+The fix keeps faust's bookkeeping, seeks fresh partitions back (3) and adds two refusals:
+
+- ``ack`` records an offset only for a message a stream actually handed to an agent (faust marks
+  those ``tracked`` when it dequeues them with flow active and the generation current). A skipped
+  message stays uncommitted, so it is read again after the rebalance seeks to the committed offset.
+- ``_new_offset`` commits nothing while the offset right after the committed one is neither acked
+  nor a known gap in the log. Commits for that partition wait; they never jump.
+
+  A hole there means faust dropped records (its read offset raced the seek that ends a rebalance:
+  records older than it are discarded as already read). The consumer then seeks the partition back
+  to the committed offset and reads them again. Seen in the two-worker flash sale: before this,
+  the hole stopped the partition's commits until the stall watchdog restarted the worker.
+
+If a hole stays anyway, the partition's commits stop instead of losing it, and the stall watchdog
+(streams/watchdog.py) restarts the worker, which reads it again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterator, Mapping, MutableMapping
+from typing import Any
+
+from faust.transport.consumer import ensure_TP
+from faust.transport.drivers.aiokafka import Consumer as AIOKafkaConsumer
+from faust.transport.drivers.aiokafka import ensure_aiokafka_TP
+from faust.types import TP, AppT, Message
+
+log = logging.getLogger(__name__)
+
+#: Seconds before seeking back again if the same hole is still there.
+READ_AGAIN_S = 10.0
+
+
+class SafeAckConsumer(AIOKafkaConsumer):
+    """faust's aiokafka consumer with acks limited to processed messages and no head-gap commits."""
+
+    def ack(self, message: Message) -> bool:
+        if not message.tracked and self.app.topics.acks_enabled_for(message.topic):
+            # Skipped by the stream (rebalance in progress or stale generation): never processed.
+            message.acked = True  # nothing will process it in this generation; forget it
+            log.debug("not committing skipped message %s[%s]@%s", message.topic, message.partition, message.offset)
+            return False
+        return bool(super().ack(message))
+
+    async def seek_to_committed(self) -> Mapping[TP, int]:
+        committed: Mapping[TP, int] = await super().seek_to_committed()
+        streams = {ensure_TP(tp): offset for tp, offset in committed.items() if not self._is_changelog_tp(tp)}
+        fresh = [tp for tp, offset in streams.items() if not offset]
+        starts: Mapping[Any, int] = {}
+        if fresh:
+            # aiokafka seeks only to a committed offset > 0. Without one, the position stays where the
+            # fetcher left it, which may be past records faust fetched and then discarded.
+            aio = [ensure_aiokafka_TP(tp) for tp in fresh]
+            starts = await self._thread.earliest_offsets(*aio)
+            await self._thread.seek_to_beginning(*aio)
+        earliest = {ensure_TP(tp): offset for tp, offset in starts.items()}
+        for tp, offset in streams.items():
+            self._anchors[tp] = offset or earliest.get(tp, 0)
+        return committed
+
+    async def on_partitions_revoked(self, revoked: set[TP]) -> None:
+        for tp in revoked:
+            self._anchors.pop(ensure_TP(tp), None)
+        await super().on_partitions_revoked(revoked)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Where this assignment reads each stream partition from (set by the seek that ends a
+        # rebalance). Until then nothing is committed: acks may be for records past dropped ones.
+        self._anchors: dict[TP, int] = {}
+        # faust drops a fetched record older than its "read offset" as already read. That offset
+        # races the seek that ends a rebalance (a batch fetched before the seek is still being
+        # delivered and moves it forward), so records from the seek on were dropped: the holes
+        # this consumer had to read again, sometimes more than once. Without it, a record can come
+        # twice (after a seek back), which stable event ids make harmless, but is never dropped.
+        self._read_offset = _NoReadOffset()
+        self._read_again_at: dict[TP, tuple[int, float]] = {}
+        self._seeks: set[asyncio.Future[None]] = set()
+
+    def _read_again(self, tp: TP, committed: int, first_acked: int) -> None:
+        """Seek ``tp`` back to its committed offset: records from there on were dropped, not processed.
+
+        One agent consumes each partition in order, so a message acked past an unacked committed
+        offset means the records in between never reached the agent (faust dropped them as older than
+        its read offset, a race with the seek that ends a rebalance). Reading them again repeats the
+        later ones too, which the stable event ids make harmless. Again after READ_AGAIN_S if the
+        hole is still there.
+        """
+        now = time.monotonic()
+        last = self._read_again_at.get(tp)
+        if last is not None and last[0] == committed and now - last[1] < READ_AGAIN_S:
+            return
+        self._read_again_at[tp] = (committed, now)
+        log.warning(
+            "%s[%d]: offsets %d-%d were fetched but never processed (dropped during a rebalance); "
+            "reading them again from %d",
+            tp.topic,
+            tp.partition,
+            committed,
+            first_acked - 1,
+            committed,
+        )
+        seek = asyncio.ensure_future(self._thread.seek_wait({tp: committed}))
+        self._seeks.add(seek)
+        seek.add_done_callback(self._seek_done)
+
+    def _seek_done(self, seek: asyncio.Future[None]) -> None:
+        self._seeks.discard(seek)
+        if not seek.cancelled() and seek.exception() is not None:
+            log.error("seeking back to re-read dropped records failed: %r", seek.exception())
+
+    def _new_offset(self, tp: TP) -> int | None:
+        acked = self._acked[tp]
+        if not acked:
+            return None
+        if tp not in self._anchors:
+            return None  # not yet sought in this assignment: the acks may be past dropped records
+        committed = self._committed_offset[tp]
+        if committed is None:
+            committed = self._anchors[tp]
+        if not _head_covered(committed, min(acked), self._gap[tp]):
+            self._read_again(tp, committed, min(acked))
+            return None
+        result: int | None = super()._new_offset(tp)
+        return result
+
+
+class _NoReadOffset(MutableMapping[TP, int | None]):
+    """faust's per-partition read offsets, always unknown: no fetched record is dropped as read."""
+
+    def __getitem__(self, tp: TP) -> int | None:
+        return None
+
+    def __setitem__(self, tp: TP, offset: int | None) -> None:
+        pass
+
+    def __delitem__(self, tp: TP) -> None:
+        pass
+
+    def __iter__(self) -> Iterator[TP]:
+        return iter(())
+
+    def __len__(self) -> int:
+        return 0
+
+
+def _head_covered(committed: int, first_acked: int, gaps: Any) -> bool:
+    """True when every offset in [committed, first_acked) is a known gap (absent from the log)."""
+    position = committed
+    for interval in sorted(gaps, key=lambda iv: iv.begin):
+        if position >= first_acked:
+            break
+        if interval.begin > position:
+            return False
+        position = max(position, interval.end)
+    return position >= first_acked
+
+
+def install(app: AppT) -> None:
+    """Make ``app`` build SafeAckConsumer: call before the worker starts (the consumer is lazy)."""
+    # Per app, not per class: Transport.Consumer is a class variable faust reads through the instance.
+    app.transport.Consumer = SafeAckConsumer  # type: ignore[misc]
