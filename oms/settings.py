@@ -95,12 +95,6 @@ class Settings(BaseSettings):
         description="Bundle and kit rules (TOML, e.g. connectors/samples/bundles.toml): each bundle SKU is "
         "reserved as one, one hold per component. Empty: no bundles.",
     )
-    batch_max_events: int = Field(
-        default=500, ge=1, le=100_000, description="Stateful agents take up to this many events per step."
-    )
-    batch_wait_ms: float = Field(
-        default=5.0, gt=0, le=1000, description="...or what arrived within this many ms (added latency bound)."
-    )
     hold_check_s: float = Field(default=5.0, gt=0, le=3600, description="How often unpaid holds are checked.")
     channel_stock_rules: str = Field(
         default="",

@@ -84,22 +84,19 @@ STOCK_ADJUSTMENTS = TopicSpec(
 
 STOCK_COMMANDS = TopicSpec(
     name="stock-commands.v1",
-    key="'p<partition>': the record is addressed to the partition of its SKUs (murmur2 of each SKU)",
-    value="StockCommandBatch: one batch's reserve/pay/release/ship/restock commands for that partition's SKUs, "
-    "in order (a single StockCommand keyed by SKU is also accepted)",
-    value_schemas=("stock_command_batch", "stock_command"),
+    key="sku (utf-8)",
+    value="StockCommand: one reserve/pay/release/ship/restock command for one SKU",
+    value_schemas=("stock_command",),
     description="Allocation -> inventory. Co-partitioned with inventory.adjustments (same partitioner, same "
-    "count). One message per destination partition per batch, not one per order line: the message count "
-    "is what bounds throughput (docs/design/inventory-stream.md).",
+    "count), so a SKU's commands and adjustments reach the same inventory partition.",
 )
 
 RESERVATIONS = TopicSpec(
     name="reservations.v1",
-    key="'p<partition>': the record is addressed to the partition of its orders (murmur2 of each order key)",
-    value="ReservationBatch: one batch's answers for that partition's orders, in order (a single Reservation "
-    "keyed by order key is also accepted)",
-    value_schemas=("reservation_batch", "reservation"),
-    description="Inventory -> allocation. Co-partitioned with orders.v1; one message per partition per batch.",
+    key="order key tenant:channel:channel_order_id (utf-8)",
+    value="Reservation: the inventory's decision on one hold (reserved, short, released, shipped, returned)",
+    value_schemas=("reservation",),
+    description="Inventory -> allocation. Co-partitioned with orders.v1.",
 )
 
 ALLOCATIONS = TopicSpec(

@@ -4,24 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from schemas.codec import codec, decode_any
+from schemas.codec import codec
 from streams.allocation import Allocation, StockCommand, Verb
 from streams.inventory import Decision, HoldState, Movement
 
 
 def encode_command(command: StockCommand) -> bytes:
     return codec("stock_command").encode(_command_record(command))
-
-
-def encode_commands(commands: list[StockCommand]) -> bytes:
-    """Several commands in one record (one partition's share of a batch), in order."""
-    return codec("stock_command_batch").encode({"commands": [_command_record(c) for c in commands]})
-
-
-def decode_commands(data: bytes) -> list[StockCommand]:
-    """A stock-commands.v1 record: a batch, or a single command (the fingerprint says which)."""
-    name, record = decode_any(data, ("stock_command_batch", "stock_command"))
-    return [_command(r) for r in record["commands"]] if name == "stock_command_batch" else [_command(record)]
 
 
 def _command_record(command: StockCommand) -> dict[str, Any]:
@@ -49,17 +38,6 @@ def _command(r: dict[str, Any]) -> StockCommand:
 
 def encode_decision(decision: Decision) -> bytes:
     return codec("reservation").encode(_decision_record(decision))
-
-
-def encode_decisions(decisions: list[Decision]) -> bytes:
-    """Several answers in one record (one order partition's share of a batch), in order."""
-    return codec("reservation_batch").encode({"decisions": [_decision_record(d) for d in decisions]})
-
-
-def decode_decisions(data: bytes) -> list[Decision]:
-    """A reservations.v1 record: a batch, or a single answer (the fingerprint says which)."""
-    name, record = decode_any(data, ("reservation_batch", "reservation"))
-    return [_decision(r) for r in record["decisions"]] if name == "reservation_batch" else [_decision(record)]
 
 
 def _decision_record(decision: Decision) -> dict[str, Any]:

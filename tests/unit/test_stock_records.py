@@ -1,17 +1,12 @@
-"""The inventory stage's records: batches and single records decode the same way, in order."""
+"""The inventory stage's records: one command or one decision per record, every field kept."""
 
 from __future__ import annotations
 
+import pytest
+
 from streams.allocation import StockCommand, Verb
 from streams.inventory import Decision, HoldState
-from streams.stock_records import (
-    decode_commands,
-    decode_decisions,
-    encode_command,
-    encode_commands,
-    encode_decision,
-    encode_decisions,
-)
+from streams.stock_records import decode_command, decode_decision, encode_command, encode_decision
 
 COMMANDS = [
     StockCommand(Verb.RESERVE, "SKU-A", "t:shopee:1|0", 2, "order", ("WH-1", "WH-2"), 1_800_000_000_000),
@@ -24,18 +19,11 @@ DECISIONS = [
 ]
 
 
-def test_a_batch_of_commands_keeps_every_field_and_the_order() -> None:
-    assert decode_commands(encode_commands(COMMANDS)) == COMMANDS
+@pytest.mark.parametrize("command", COMMANDS)
+def test_a_command_record_keeps_every_field(command: StockCommand) -> None:
+    assert decode_command(encode_command(command)) == command
 
 
-def test_a_single_command_record_is_still_read_as_a_batch_of_one() -> None:
-    assert decode_commands(encode_command(COMMANDS[0])) == COMMANDS[:1]
-
-
-def test_a_batch_of_decisions_keeps_every_field_and_the_order() -> None:
-    assert decode_decisions(encode_decisions(DECISIONS)) == DECISIONS
-    assert decode_decisions(encode_decision(DECISIONS[1])) == DECISIONS[1:]
-
-
-def test_an_empty_batch_is_valid_and_empty() -> None:
-    assert decode_commands(encode_commands([])) == []
+@pytest.mark.parametrize("decision", DECISIONS)
+def test_a_decision_record_keeps_every_field(decision: Decision) -> None:
+    assert decode_decision(encode_decision(decision)) == decision
