@@ -2,9 +2,9 @@
 
 20 SKUs x 50 units across 3 warehouses, five channels selling the same stock with ten times more
 demand than stock (the simulator's real payload shapes, with cancellations, duplicates and status
-updates arriving early). Midway, once hundreds of orders are decided, the worker is stopped (SIGKILL
-with FLASH_SALE_RESTART=kill) and a new one started: it must restore every table from its changelog
-and carry on.
+updates arriving early). Midway, once hundreds of orders are decided, a worker is killed with
+SIGKILL and a new one started: it must restore every table from its changelog and carry on. Run
+with one worker, and with two sharing the partitions (the survivor takes over, then hands back).
 """
 
 from __future__ import annotations
@@ -32,13 +32,12 @@ from tests.integration.conftest import read_topic
 
 pytestmark = pytest.mark.integration
 
-#: CI restarts the worker gracefully (SIGTERM). FLASH_SALE_RESTART=kill sends SIGKILL instead: that
-#: passed 5 of 5 runs by hand, then lost 1 of 3,723 orders in the CI run of 2026-11-28 on a fresh
-#: machine (a restarted worker that goes through two quick rebalances can skip consumed input; the
-#: same bug as two workers, open in issue 4). It comes back into CI with the fix.
-#: 2026-11-28: fresh-clone CI lost orders with a restart midway, SIGKILL or SIGTERM (open, issue 4),
-#: so CI runs the sale without one: FLASH_SALE_RESTART=kill|graceful runs the restart variants.
-RESTART = os.environ.get("FLASH_SALE_RESTART", "none")
+#: Midway one worker is killed with SIGKILL and a new one started (FLASH_SALE_RESTART=graceful sends
+#: SIGTERM instead, none runs the sale without a restart). This lost orders until 2026-11-28: faust
+#: dropped records fetched for partitions paused by the rebalance and, with nothing committed yet,
+#: resumed after them; it also acked messages it skipped. streams/safe_ack.py fixes both.
+RESTART = os.environ.get("FLASH_SALE_RESTART", "kill")
+WORKERS = [int(n) for n in os.environ.get("FLASH_SALE_WORKERS", "1,2").split(",")]
 
 SKUS = [f"FS-{i:02d}" for i in range(20)]
 WAREHOUSES = ("WH-SG-1", "WH-SG-2", "WH-SG-3")
@@ -46,12 +45,10 @@ PER_WAREHOUSE = (17, 17, 16)  # 50 per SKU
 CHANNELS = ["shopee", "lazada", "tiktok", "shopify", "pos"]
 
 
-# Two workers (params=[1, 2]) is not in CI because it fails: with two workers and one of them
-# killed midway, 112-161 of 3,723 orders never reached orders.v1 in two runs (their changes sat at
-# the start of the restarted worker's order-changes partitions, consumed and committed but never
-# applied); before the agents were batched, a worker instead stopped consuming some partitions.
-# Open in issue 4: run one worker per consumer group until it is fixed.
-@pytest.fixture(params=[1], ids=["one-worker"])
+# With two workers the survivor takes the killed worker's partitions, then gives some back to the
+# new one: three rebalances mid-sale, with partitions that have nothing committed yet. Before
+# streams/safe_ack.py this lost 112-812 of 3,723 orders (their changes consumed and never applied).
+@pytest.fixture(params=WORKERS, ids=[f"{n}-worker" for n in WORKERS])
 def sale(
     services: Settings, tmp_path: Path, request: pytest.FixtureRequest
 ) -> Iterator[tuple[Settings, list[ManagedProcess]]]:
@@ -114,7 +111,7 @@ def test_flash_sale_across_five_channels_decides_every_order_and_never_oversells
 
     orders = {m.key().decode(): m for m in read_topic(settings, orders_topic, all_orders, 600)}
     missing = expected - set(orders)
-    assert not missing, f"{len(missing)} of {len(expected)} orders never reached orders.v1; {workers[-1].log_tail()}"
+    assert not missing, _why_missing(settings, missing)
 
     def all_decided(messages: list[Any]) -> bool:
         return len({m.key().decode() for m in messages} & expected) >= len(expected)
@@ -153,10 +150,46 @@ def test_flash_sale_across_five_channels_decides_every_order_and_never_oversells
     )
 
 
+def _why_missing(settings: Settings, missing: set[str]) -> str:
+    """Where each order missing from orders.v1 stopped: its raw records, its changes, the group's offsets."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    from schemas.topics import ORDER_CHANGES, RAW_ORDERS
+    from streams.app import group_id
+
+    prefix = settings.topic_prefix
+    ids = {key.split(":", 2)[2].encode(): key for key in missing}
+    raw_names = [spec.full_name(prefix) for spec in RAW_ORDERS]
+    raw = [
+        (ids[i], m.topic(), m.partition(), m.offset())
+        for m in read_topic(settings, raw_names, lambda ms: False, 10)
+        for i in ids
+        if i in (m.value() or b"")
+    ]
+    changes_topic = ORDER_CHANGES.full_name(prefix)
+    changes = [
+        (m.key().decode(), m.partition(), m.offset())
+        for m in read_topic(settings, changes_topic, lambda ms: False, 10)
+        if m.key().decode() in missing
+    ]
+    group = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": group_id(settings)})
+    try:
+        wanted = {(t, p) for _, t, p, _ in raw} | {(changes_topic, p) for _, p, _ in changes}
+        committed = group.committed([TopicPartition(t, p) for t, p in sorted(wanted)], timeout=10)
+        offsets = {f"{tp.topic}[{tp.partition}]": tp.offset for tp in committed}
+    finally:
+        group.close()
+    return (
+        f"{len(missing)} orders never reached orders.v1: {sorted(missing)[:5]}\n"
+        f"raw records (key, topic, partition, offset): {raw[:10]}\n"
+        f"order changes (key, partition, offset): {changes[:10]}\ncommitted offsets: {offsets}"
+    )
+
+
 def _why_undecided(settings: Settings, undecided: set[str], orders: dict[str, Any]) -> str:
     """What each undecided order went through, for the failure message."""
     from schemas.topics import RESERVATIONS, STOCK_COMMANDS
-    from streams.stock_records import decode_commands, decode_decisions
+    from streams.stock_records import decode_command, decode_decision
 
     prefix = settings.topic_prefix
     history = [
@@ -167,13 +200,13 @@ def _why_undecided(settings: Settings, undecided: set[str], orders: dict[str, An
     answers = [
         d
         for m in read_topic(settings, RESERVATIONS.full_name(prefix), lambda ms: False, 10)
-        for d in decode_decisions(m.value())
+        for d in [decode_decision(m.value())]
         if d.hold_id.rsplit("|", 1)[0] in undecided
     ]
     asked = [
         c
         for m in read_topic(settings, STOCK_COMMANDS.full_name(prefix), lambda ms: False, 10)
-        for c in decode_commands(m.value())
+        for c in [decode_command(m.value())]
         if c.order_key in undecided
     ]
     return (
