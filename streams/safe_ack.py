@@ -1,44 +1,36 @@
 """A faust consumer that never commits an offset it did not process, nor skips unread records.
 
-faust-streaming 0.15 loses input across rebalances in two ways, both found by the flash-sale test
-(a worker restarted mid-stream, or two workers sharing partitions, left orders undecided):
+faust-streaming 0.15.3 loses consumed input across rebalances in four ways. The two-worker flash sale
+with a kill -9 (tests/integration/test_flash_sale.py) lost 112-812 of 3,723 orders to them; each
+was traced with per-event traces and the group's commit history:
 
-1. A stream that takes a message while flow control is suspended (a rebalance is revoking
-   partitions), or a message fetched in an older consumer generation, *skips* it: the agent never
-   sees it. But the skip path also *acks* it (faust/streams.py, ``_py_aiter``: ``value is
-   skipped_value`` -> ``event.ack()``). The consumer's acked-offsets list is reset at revoke, so the
-   commit that follows (``wait_empty`` during the revoke, or the next commit interval) writes the
-   skipped offset + 1 to the group: the message is gone for every worker. A stale buffer after
-   recovery is skipped in full, which is how two workers lost 112-161 orders in one sale.
-2. ``Consumer._new_offset`` treats the committed offset as the last *processed* one, but Kafka's
-   (and faust's own ``perform_seek``) committed offset is the *next* one to read. A single missing
-   message at the head of the acked list (committed 100, acked 101, 102) is committed over
-   (``min(acked) - committed > 1`` is false): one message lost, the "1 of 3,723" of CI.
+1. **Fresh partitions resume past dropped records.** During a rebalance faust pauses the stream
+   partitions, and ``getmany`` silently drops records already fetched for a paused partition,
+   although aiokafka's position has moved past them. The rebalance ends with ``perform_seek`` to the
+   committed offsets, but aiokafka seeks only to a committed offset > 0, so a partition with nothing
+   committed yet resumes *after* them (a worker's first change on a fresh partition was offset 315).
+2. **Skipped messages are acked.** A stream that takes a message while flow is suspended, or one
+   fetched in an older generation, skips it, and its ``finally`` *acks* it; the next commit writes
+   that offset + 1.
+3. **Records dropped as already read.** faust drops a fetched record older than its per-partition
+   "read offset". That offset races the seek that ends a rebalance (a batch fetched before the seek
+   is still being delivered and moves it forward), so the re-fetched records are dropped: holes
+   such as 372-424 that even a seek back did not fill.
+4. **Off by one.** ``_new_offset`` treats the committed offset as the last processed one, but it is
+   the next to read: a one-message hole at the head is committed over (the "1 of 3,723" of a CI run).
 
-3. During a rebalance faust pauses the stream partitions, and ``getmany`` silently drops records
-   already fetched for a paused partition, although aiokafka's position has moved past them. The
-   rebalance ends with ``perform_seek`` back to the committed offsets, but aiokafka seeks only to a
-   committed offset > 0: a partition with nothing committed yet (the first seconds of a sale, or a
-   quiet partition) resumes *after* the dropped records. Traced in the flash sale: a worker's first
-   order change on a fresh partition was offset 315, with 0-314 never processed and then committed
-   over. Such partitions are now sought to the beginning of the log (the group's
-   ``auto_offset_reset=earliest``), so the dropped records are read again.
+What this consumer does instead:
 
-The fix keeps faust's bookkeeping, seeks fresh partitions back (3) and adds two refusals:
-
-- ``ack`` records an offset only for a message a stream actually handed to an agent (faust marks
-  those ``tracked`` when it dequeues them with flow active and the generation current). A skipped
-  message stays uncommitted, so it is read again after the rebalance seeks to the committed offset.
-- ``_new_offset`` commits nothing while the offset right after the committed one is neither acked
-  nor a known gap in the log. Commits for that partition wait; they never jump.
-
-  A hole there means faust dropped records (its read offset raced the seek that ends a rebalance:
-  records older than it are discarded as already read). The consumer then seeks the partition back
-  to the committed offset and reads them again. Seen in the two-worker flash sale: before this,
-  the hole stopped the partition's commits until the stall watchdog restarted the worker.
-
-If a hole stays anyway, the partition's commits stop instead of losing it, and the stall watchdog
-(streams/watchdog.py) restarts the worker, which reads it again.
+- After every rebalance, partitions with nothing (or 0) committed are sought to the log start, and
+  each stream partition gets an *anchor*: where this assignment reads it from.
+- ``ack`` records only messages a stream handed to an agent (faust marks them ``tracked``).
+- The read offset is always unknown (``_NoReadOffset``): no fetched record is dropped. A record can
+  then come twice, after a seek back; stable event ids make that harmless.
+- ``_new_offset`` commits nothing before the partition's anchor is known, nor over a hole between
+  the committed offset (or anchor) and the first acked one; commits wait, they never jump.
+- A hole is sought back to the committed offset and read again (warning in the log), again after
+  READ_AGAIN_S if it is still there. If it never fills, commits stop and the stall watchdog
+  (streams/watchdog.py) restarts the worker, which reads from the committed offset.
 """
 
 from __future__ import annotations
