@@ -149,9 +149,7 @@ def register_lifecycle(app: faust.App, settings: Settings) -> Any:
             try:
                 change = decode_change(event.value)
             except (CodecError, ValueError) as exc:
-                raw = raw_input_of(event, prefix)
-                letter = dead_letter(raw, settings.tenant, "undecodable", str(exc), stage=lifecycle.STAGE)
-                await _send_dead(dead, letter)
+                await _dead_undecodable(dead, event, settings, lifecycle.STAGE, exc)
                 continue
             async with lock:
                 step = lifecycle.apply(lifecycle.OrderState.from_bytes(state.get(key)), change)
@@ -207,9 +205,7 @@ def register_allocation(app: faust.App, settings: Settings) -> Any:
                     order = OrderEvent.decode(event.value) if event.message.topic == orders_name else None
                     decision = None if order else stock_records.decode_decision(event.value)
                 except (CodecError, ValueError) as exc:
-                    raw = raw_input_of(event, prefix)
-                    letter = dead_letter(raw, settings.tenant, "undecodable", str(exc), stage="allocation")
-                    await _send_dead(dead, letter)
+                    await _dead_undecodable(dead, event, settings, "allocation", exc)
                     continue
                 stored = table.get(key)
                 if stored:
@@ -289,8 +285,7 @@ def register_inventory(app: faust.App, settings: Settings) -> Any:
                             adjustment.adjustment_id, adjustment.warehouse, adjustment.quantity, adjustment.cause
                         )
             except (CodecError, ValueError) as exc:
-                raw = raw_input_of(event, prefix)
-                await _send_dead(dead, dead_letter(raw, settings.tenant, "undecodable", str(exc), stage="inventory"))
+                await _dead_undecodable(dead, event, settings, "inventory", exc)
                 continue
             out = [(ledger, key, stock_records.encode_movement(move)) for move in moves]
             if decision is not None:
@@ -383,6 +378,12 @@ def _dead_letters(app: faust.App, settings: Settings) -> Any:
     return app.topic(
         topics.DEAD_LETTERS.full_name(settings.topic_prefix), key_serializer="raw", value_serializer="oms_dead_letter"
     )
+
+
+async def _dead_undecodable(dead: Any, event: EventT[bytes], settings: Settings, stage: str, exc: Exception) -> None:
+    """A record an agent cannot decode goes to the dead-letter topic with its original bytes."""
+    raw = raw_input_of(event, settings.topic_prefix)
+    await _send_dead(dead, dead_letter(raw, settings.tenant, "undecodable", str(exc), stage=stage))
 
 
 async def _send_dead(dead: Any, letter: DeadLetter) -> None:
