@@ -133,9 +133,7 @@ def register_lifecycle(app: faust.App, settings: Settings) -> Any:
 
     async def record(key: bytes, step: lifecycle.Step) -> None:
         """Outputs first (acknowledged), then the state: a crash can repeat an output, never lose one."""
-        for letter in step.dead:
-            log.warning("dead letter %s: %s: %s", letter.dead_letter_id, letter.reason_code, letter.reason)
-        await publish([(dead, letter.source_topic.encode(), letter.to_avro()) for letter in step.dead])
+        await publish([_dead_out(dead, letter) for letter in step.dead])
         state.set(key, step.state.to_bytes())
         oldest = step.state.oldest_pending_ms
         if oldest is None:
@@ -262,30 +260,25 @@ def register_inventory(app: faust.App, settings: Settings) -> Any:
     async def inventory_agent(stream: StreamT[bytes]) -> AsyncIterator[int]:
         async for event in stream.events():
             key = event.key if isinstance(event.key, bytes) else b""
-            stored = table.get(key)
-            stock = inventory.SkuStock.from_bytes(stored) if stored else inventory.SkuStock(key.decode())
-            decision = None
+            item: allocation.StockCommand | StockAdjustment
             try:
                 if event.message.topic == commands_name:
-                    command = stock_records.decode_command(event.value)
-                    if command.verb is allocation.Verb.RESERVE:
-                        decision, moves = stock.reserve(
-                            command.hold_id, command.quantity, command.warehouses, command.expires_at_ms
-                        )
-                    else:
-                        moves = _apply(stock, command)
+                    item = stock_records.decode_command(event.value)
                 else:
-                    adjustment = StockAdjustment.decode(event.value)
-                    if adjustment.kind == "snapshot":
-                        moves = stock.snapshot(
-                            adjustment.adjustment_id, adjustment.warehouse, adjustment.quantity, adjustment.version
-                        )
-                    else:
-                        moves = stock.delta(
-                            adjustment.adjustment_id, adjustment.warehouse, adjustment.quantity, adjustment.cause
-                        )
+                    item = StockAdjustment.decode(event.value)
             except (CodecError, ValueError) as exc:
                 await _dead_undecodable(dead, event, settings, "inventory", exc)
+                continue
+            stored = table.get(key)
+            stock = inventory.SkuStock.from_bytes(stored) if stored else inventory.SkuStock(key.decode())
+            try:
+                decision, moves = _apply(stock, item)
+            except ValueError as exc:  # refused: this event's stock is dropped, not written
+                what = item.hold_id if isinstance(item, allocation.StockCommand) else item.adjustment_id
+                letter = dead_letter(
+                    raw_input_of(event, prefix), settings.tenant, "invalid_command", f"{what}: {exc}", "inventory"
+                )
+                await _send_dead(dead, letter)
                 continue
             out = [(ledger, key, stock_records.encode_movement(move)) for move in moves]
             if decision is not None:
@@ -298,15 +291,24 @@ def register_inventory(app: faust.App, settings: Settings) -> Any:
     return app.agent(source, name="inventory")(inventory_agent)
 
 
-def _apply(stock: inventory.SkuStock, command: allocation.StockCommand) -> list[inventory.Movement]:
+def _apply(
+    stock: inventory.SkuStock, item: allocation.StockCommand | StockAdjustment
+) -> tuple[inventory.Decision | None, list[inventory.Movement]]:
+    """One stock command or adjustment against one SKU's stock: the reserve answer (if any) and moves."""
+    if isinstance(item, StockAdjustment):
+        if item.kind == "snapshot":
+            return None, stock.snapshot(item.adjustment_id, item.warehouse, item.quantity, item.version)
+        return None, stock.delta(item.adjustment_id, item.warehouse, item.quantity, item.cause)
     verb = allocation.Verb
-    if command.verb is verb.PAY:
-        return stock.pay(command.hold_id)
-    if command.verb is verb.RELEASE:
-        return stock.release(command.hold_id, command.cause or "release")
-    if command.verb is verb.SHIP:
-        return stock.ship(command.hold_id)
-    return stock.restock(command.hold_id)
+    if item.verb is verb.RESERVE:
+        return stock.reserve(item.hold_id, item.quantity, item.warehouses, item.expires_at_ms)
+    if item.verb is verb.PAY:
+        return None, stock.pay(item.hold_id)
+    if item.verb is verb.RELEASE:
+        return None, stock.release(item.hold_id, item.cause or "release")
+    if item.verb is verb.SHIP:
+        return None, stock.ship(item.hold_id)
+    return None, stock.restock(item.hold_id)
 
 
 async def publish(messages: list[tuple[Any, bytes, Any]]) -> None:
@@ -386,6 +388,12 @@ async def _dead_undecodable(dead: Any, event: EventT[bytes], settings: Settings,
     await _send_dead(dead, dead_letter(raw, settings.tenant, "undecodable", str(exc), stage=stage))
 
 
-async def _send_dead(dead: Any, letter: DeadLetter) -> None:
+def _dead_out(dead: Any, letter: DeadLetter) -> tuple[Any, bytes, Any]:
+    """A dead letter as a (topic, key, value) to send, logged once here."""
     log.warning("dead letter %s: %s: %s", letter.dead_letter_id, letter.reason_code, letter.reason)
-    await dead.send(key=letter.source_topic.encode(), value=letter.to_avro())
+    return (dead, letter.source_topic.encode(), letter.to_avro())
+
+
+async def _send_dead(dead: Any, letter: DeadLetter) -> None:
+    topic, key, value = _dead_out(dead, letter)
+    await topic.send(key=key, value=value)

@@ -71,3 +71,30 @@ def test_a_dead_letter_is_listed_re_driven_once_and_fails_again_as_a_letter_poin
         letter.dead_letter_id == second[0].dead_letter_id
         for letter in read_dead_letters(kafka_topics, Selection(reason_code="unknown_status"))
     )
+
+
+def test_a_stock_command_the_inventory_refuses_is_a_dead_letter_apart_from_an_undecodable_one(
+    kafka_topics: Settings, worker: ManagedProcess
+) -> None:
+    from confluent_kafka import Producer
+
+    from schemas.topics import STOCK_COMMANDS
+    from streams.allocation import StockCommand, Verb
+    from streams.stock_records import encode_command
+
+    sku = unique("DLQ-SKU-")
+    refused = encode_command(StockCommand(Verb.RESERVE, sku, f"{unique('order-')}|1", quantity=0, cause="order"))
+    garbage = b"\x00not a stock command"
+    producer = Producer({"bootstrap.servers": kafka_topics.kafka_bootstrap})
+    for value in (refused, garbage):
+        producer.produce(STOCK_COMMANDS.full_name(kafka_topics.topic_prefix), key=sku.encode(), value=value)
+    assert producer.flush(10) == 0
+
+    def mine(letters: list[DeadLetter]) -> list[DeadLetter]:
+        return [letter for letter in letters if letter.stage == "inventory" and letter.source_key == sku.encode()]
+
+    letters = mine(_letters(kafka_topics, lambda found: len(mine(found)) >= 2))
+    by_original = {letter.original: letter for letter in letters}
+    assert by_original[refused].reason_code == "invalid_command"
+    assert "quantity must be positive" in by_original[refused].reason
+    assert by_original[garbage].reason_code == "undecodable"
