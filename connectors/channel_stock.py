@@ -18,7 +18,6 @@ import difflib
 import hashlib
 import logging
 import math
-import re
 import threading
 import time
 import tomllib
@@ -45,6 +44,7 @@ from confluent_kafka import (
 )
 
 from schemas.codec import CodecError, codec
+from schemas.rules_text import TOML_AT, TomlLines
 from schemas.topics import CHANNEL_STOCK, CHANNELS, INVENTORY
 from sinks.runner import SinkStats
 
@@ -228,42 +228,10 @@ _CHANNEL_FIELDS: dict[str, Callable[[Any], Any]] = {
     "min_interval_s": _interval,
 }
 
-_HEADER = re.compile(r"^\s*(\[\[?)\s*([^\[\]]+?)\s*\]\]?\s*(?:#.*)?$")
-_KEY = re.compile(r"""^\s*(?:"([^"]+)"|'([^']+)'|([A-Za-z0-9_-]+))\s*=""")
-_TOML_AT = re.compile(r"^(?P<msg>.*?)\s*\(at line (?P<line>\d+), column (?P<col>\d+)\)$")
-
-
-class _Lines:
-    """Where tables and keys are in the text, for messages (tomllib gives no positions for values)."""
-
-    def __init__(self, text: str) -> None:
-        self.tables: dict[tuple[str, int], int] = {}
-        self.keys: dict[tuple[str, int, str], int] = {}
-        current: tuple[str, int] = ("", 0)
-        arrays: dict[str, int] = {}
-        for number, line in enumerate(text.splitlines(), 1):
-            header = _HEADER.match(line)
-            if header:
-                name = ".".join(part.strip().strip("\"'") for part in header[2].split("."))
-                index = arrays.get(name, 0) if header[1] == "[[" else 0
-                if header[1] == "[[":
-                    arrays[name] = index + 1
-                current = (name, index)
-                self.tables.setdefault(current, number)
-                continue
-            key = _KEY.match(line)
-            if key:
-                self.keys.setdefault((*current, key[1] or key[2] or key[3]), number)
-
-    def line(self, table: str, index: int = 0, key: str | None = None) -> int | None:
-        if key is not None and (table, index, key) in self.keys:
-            return self.keys[(table, index, key)]
-        return self.tables.get((table, index))
-
 
 class _Problems:
     def __init__(self, text: str) -> None:
-        self.lines = _Lines(text)
+        self.lines = TomlLines(text)
         self.items: list[str] = []
 
     def add(self, where: str, message: str, table: str = "", index: int = 0, key: str | None = None) -> None:
@@ -281,7 +249,7 @@ def parse_rules(text: str, source: str = "<rules>") -> Rules:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        at = _TOML_AT.match(str(exc))
+        at = TOML_AT.match(str(exc))
         where = f"line {at['line']}, column {at['col']}: " if at else ""
         raise RulesError(source, [f"{where}not valid TOML: {at['msg'] if at else exc}"]) from exc
     problems = _Problems(text)
