@@ -19,6 +19,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from streams.bundles import Bundles
+from streams.routing_rules import load_rules, sample_rules_path
 
 ENV_PREFIX = "OMS_"
 T = TypeVar("T")
@@ -100,6 +101,14 @@ class Settings(BaseSettings):
         default="",
         description="The channel stock rules (TOML): buffer, share, max, warehouses and API quota per channel, "
         "campaign locks. Empty: the packaged sample connectors/samples/channel_stock.toml.",
+    )
+    routing_rules: str = Field(
+        default="",
+        description="The fulfilment routing rules (TOML): markets, nodes, carriers, holds. Empty: the packaged "
+        "sample connectors/samples/routing.toml. Re-read when it changes; a bad edit is refused, the rules stay.",
+    )
+    routing_reload_s: float = Field(
+        default=5.0, gt=0, le=3600, description="How often the routing rules file is checked."
     )
 
     webhook_host: str = Field(default="127.0.0.1", description="`oms connectors serve` bind address.")
@@ -190,6 +199,18 @@ class Settings(BaseSettings):
         if not path.is_file():
             raise ValueError(f"no rules file at {value!r}; give the path of a TOML file, or empty for the sample")
         return str(path)
+
+    @field_validator("routing_rules")
+    @classmethod
+    def _routing_rules(cls, value: str) -> str:
+        if not value:
+            return value
+        load_rules(value)  # a RulesError is a ValueError naming the file, line and field
+        return str(Path(value).expanduser().resolve())  # absolute: child processes may run elsewhere
+
+    def routing_rules_path(self) -> Path:
+        """OMS_ROUTING_RULES, or the packaged sample when it is empty."""
+        return Path(self.routing_rules) if self.routing_rules else sample_rules_path()
 
     @field_validator("topic_prefix")
     @classmethod

@@ -106,6 +106,22 @@ ALLOCATIONS = TopicSpec(
     value_schemas=("allocation",),
 )
 
+ROUTING = TopicSpec(
+    name="routing.v1",
+    key="order key (utf-8)",
+    value="RoutingDecision: node, carrier and handover per shipment, or the holds; passed-over options with reasons",
+    value_schemas=("routing_decision",),
+    description="Allocation (which also routes) -> `oms holds`, `oms replay`, sinks. Co-partitioned with orders.v1.",
+)
+
+HOLD_ACTIONS = TopicSpec(
+    name="hold-actions.v1",
+    key="order key (utf-8)",
+    value="HoldAction: an operator releases or cancels a held order (oms holds release|cancel)",
+    value_schemas=("hold_action",),
+    description="Operators -> the allocation agent, which routes. Co-partitioned with orders.v1.",
+)
+
 INVENTORY = TopicSpec(
     name="inventory.v1",
     key="sku (utf-8)",
@@ -131,6 +147,8 @@ ALL: tuple[TopicSpec, ...] = (
     STOCK_COMMANDS,
     RESERVATIONS,
     ALLOCATIONS,
+    ROUTING,
+    HOLD_ACTIONS,
     INVENTORY,
     CHANNEL_STOCK,
 )

@@ -97,6 +97,8 @@ class Allocation:
     #: bundle lines only: the line's own id (``order_key|line_id``) -> its component hold ids; any other
     #: line is the one hold of that id
     parts: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    #: reserved holds: hold id -> the warehouse holding its units (what routing ships from)
+    warehouses: dict[str, str] = field(default_factory=dict)
 
     def to_bytes(self) -> bytes:
         """The table value: compact JSON (internal state, not a topic contract)."""
@@ -110,6 +112,7 @@ class Allocation:
                 "status": self.status.value if self.status else None,
                 "expires": self.expires_at_ms,
                 **({"parts": {line: list(holds) for line, holds in self.parts.items()}} if self.parts else {}),
+                **({"wh": self.warehouses} if self.warehouses else {}),
             }
         )
 
@@ -125,6 +128,7 @@ class Allocation:
             status=OrderStatus(doc["status"]) if doc["status"] else None,
             expires_at_ms=doc.get("expires"),
             parts={line: tuple(holds) for line, holds in doc.get("parts", {}).items()},  # absent before bundles
+            warehouses=dict(doc.get("wh", {})),  # absent before routing
         )
 
     @staticmethod
@@ -132,12 +136,17 @@ class Allocation:
         return f"{order_key}|{line_id}"
 
     def on_order(
-        self, order: OrderEvent, unpaid_hold_ms: int | None = None, bundles: Bundles | None = None
+        self,
+        order: OrderEvent,
+        unpaid_hold_ms: int | None = None,
+        bundles: Bundles | None = None,
+        prefer: tuple[str, ...] = (),
     ) -> list[StockCommand]:
         """A canonical order state (forward-only, from orders.v1). Returns commands to send.
 
         An unpaid order's holds expire ``unpaid_hold_ms`` after its creation (see ``expire``). A line
-        whose SKU is in ``bundles`` is held as its components, when the order is first seen.
+        whose SKU is in ``bundles`` is held as its components, when the order is first seen. ``prefer``:
+        the warehouses to hold the lines in, best first (streams/routing.py ``preference``).
         """
         commands: list[StockCommand] = []
         if not self.lines:
@@ -147,7 +156,7 @@ class Allocation:
                 self.expires_at_ms = order.created_ms + unpaid_hold_ms
             if order.status is not OrderStatus.CANCELLED:
                 commands += [
-                    StockCommand(Verb.RESERVE, sku, hold, qty, "order", expires_at_ms=self.expires_at_ms)
+                    StockCommand(Verb.RESERVE, sku, hold, qty, "order", prefer, self.expires_at_ms)
                     for hold, (sku, qty) in self.lines.items()
                 ]
         if order.status == self.status:
@@ -174,6 +183,14 @@ class Allocation:
         self.outcome = Outcome.EXPIRED
         return self._all(Verb.RELEASE, "expire")
 
+    def on_operator_cancel(self) -> list[StockCommand]:
+        """An operator cancelled the held order (``oms holds cancel``): its stock goes back on sale."""
+        if self.outcome in (Outcome.REJECTED, Outcome.CANCELLED, Outcome.EXPIRED) or self.status in SHIPPED:
+            return []  # nothing held any more, or the parcel already left
+        self.outcome = Outcome.CANCELLED
+        self.expires_at_ms = None
+        return self._all(Verb.RELEASE, "operator-cancel")
+
     def on_quality_check(self, passed: bool) -> list[StockCommand]:
         """A returned parcel was checked: only units that passed go back on sale."""
         return self._all(Verb.RESTOCK, "return-qc") if passed else []
@@ -186,6 +203,8 @@ class Allocation:
         if decision.hold_id not in self.lines or decision.hold_id in self.decisions:
             return []  # not ours, or a duplicate answer
         self.decisions[decision.hold_id] = decision.state
+        if decision.warehouse and decision.state not in UNHELD:
+            self.warehouses[decision.hold_id] = decision.warehouse
         if self.outcome is not Outcome.PENDING or len(self.decisions) < len(self.lines):
             return []
         order_lines = self.order_lines()

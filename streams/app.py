@@ -21,10 +21,12 @@ from oms.settings import Settings
 from schemas import topics
 from schemas.codec import CodecError
 from schemas.order import DeadLetter, OrderEvent, StockAdjustment, decode_change
-from streams import allocation, inventory, lifecycle, safe_ack, stock_records
+from streams import allocation, inventory, lifecycle, routing, routing_records, routing_state, safe_ack, stock_records
 from streams.adapters.base import RawInput
 from streams.codecs import register_codecs
 from streams.normalize import dead_letter, normalize
+from streams.routing_rules import RulesHolder
+from streams.routing_state import request_of_order
 
 log = logging.getLogger(__name__)
 
@@ -49,17 +51,26 @@ def create_app(settings: Settings) -> faust.App:
         consumer_max_fetch_size=16 * 1024 * 1024,
     )
     safe_ack.install(app)
+    rules = RulesHolder(settings.routing_rules_path())  # a bad file stops the start, naming line and field
+    app.timer(settings.routing_reload_s, name="reload-routing-rules")(_reload(rules))
     register_normalize(app, settings)
     register_lifecycle(app, settings)
-    register_allocation(app, settings)
+    register_allocation(app, settings, rules)
     register_inventory(app, settings)
     return app
+
+
+def _reload(rules: RulesHolder) -> Any:
+    async def reload_routing_rules() -> None:
+        rules.current()  # a changed file is read; a bad one is logged and refused, the rules stay
+
+    return reload_routing_rules
 
 
 def source_topics(settings: Settings) -> list[str]:
     """Every topic the worker's agents consume (its consumer group's offsets), prefixed."""
     specs = [*topics.RAW_ORDERS, topics.ORDER_CHANGES, topics.ORDERS, topics.RESERVATIONS]
-    specs += [topics.STOCK_COMMANDS, topics.STOCK_ADJUSTMENTS]
+    specs += [topics.STOCK_COMMANDS, topics.STOCK_ADJUSTMENTS, topics.HOLD_ACTIONS]
     return [spec.full_name(settings.topic_prefix) for spec in specs]
 
 
@@ -168,44 +179,93 @@ def register_lifecycle(app: faust.App, settings: Settings) -> Any:
     return app.agent(changes, name="lifecycle")(lifecycle_agent)
 
 
-def register_allocation(app: faust.App, settings: Settings) -> Any:
-    """orders.v1 + reservations.v1 -> stock-commands.v1 and allocations.v1 (streams/allocation.py)."""
+def register_allocation(app: faust.App, settings: Settings, rules: RulesHolder) -> Any:
+    """orders.v1 + reservations.v1 + hold-actions.v1 -> stock-commands.v1, allocations.v1 and routing.v1.
+
+    The stock (streams/allocation.py) and the routing (streams/routing_state.py, routing.py) of an
+    order are decided by this one agent, which owns both of its tables: a new order's reserves carry
+    the routing preference (the best nodes for its postcode, then any); once allocated and paid it is
+    routed from where the units are held; an operator's cancel of a held order releases its stock.
+    One agent per input topic: safe_ack relies on each partition being consumed by one agent in order.
+
+    Node capacity is shared out per partition (each of N partitions may fill 1/N of a node's hour and
+    day), so workers never together exceed it, however the partitions are spread.
+    """
     prefix = settings.topic_prefix
     orders_name = topics.ORDERS.full_name(prefix)
+    actions_name = topics.HOLD_ACTIONS.full_name(prefix)
     source = app.topic(
-        orders_name, topics.RESERVATIONS.full_name(prefix), key_type=bytes, value_type=bytes,
+        orders_name, topics.RESERVATIONS.full_name(prefix), actions_name, key_type=bytes, value_type=bytes,
         key_serializer="raw", value_serializer="raw",
     )  # fmt: skip
     commands = _raw_topic(app, topics.STOCK_COMMANDS.full_name(prefix))
     outcomes = _raw_topic(app, topics.ALLOCATIONS.full_name(prefix))
+    routed = _raw_topic(app, topics.ROUTING.full_name(prefix))
     dead = _dead_letters(app, settings)
     table = _bytes_table(app, "allocations", settings)
     deadlines = _bytes_table(app, "hold-deadlines", settings)  # unpaid orders: order key -> expiry ms
+    routes = _bytes_table(app, "routing", settings)
+    loads = _bytes_table(app, "routing-workload", settings)  # per partition: orders per node, hour and day
+    share = 1.0 / settings.partitions
     lock = asyncio.Lock()  # the agent and the expiry timer never interleave a read and write of one order
 
-    async def record(key: bytes, state: allocation.Allocation, before: allocation.Outcome, sent: list[Any]) -> None:
+    async def record(
+        key: bytes,
+        state: allocation.Allocation,
+        before: allocation.Outcome,
+        sent: list[Any],
+        order: OrderEvent | None = None,
+        action: routing_state.Action | None = None,
+    ) -> None:
         """Outputs first (acknowledged), then the state: a crash can repeat a command, never lose one."""
+        stored_route = routes.get(key)
+        route = routing_state.OrderRouting.from_bytes(key.decode(), stored_route)
+        if order is not None:
+            route.on_order(order)
+        if order is not None or state.outcome is not before or route.allocation is None:
+            route.on_allocation(stock_records.allocation_record(state))  # not per line answer: per outcome
+        load_key = _partition_key(loads, b"~workload", loads.partition(key))
+        workload = routing.Workload.from_bytes(loads.get(load_key))
+        step = route.step(rules.current(), workload, _now_ms(), share, action)
+        if step is not None and step.outcome == "cancelled" and step.actor:
+            released = state.on_operator_cancel()
+            log.info("order %s cancelled by %s: %d holds released", key.decode(), step.actor, len(released))
+            sent = [*sent, *released]
+            route.on_allocation(stock_records.allocation_record(state))
         out = [(commands, c.sku.encode(), stock_records.encode_command(c)) for c in sent]
         if state.outcome is not before:
             out.append((outcomes, key, stock_records.encode_allocation(state)))
+        if step is not None:
+            out.append((routed, key, routing_records.encode_step(step)))
         await publish(out)
         table.set(key, state.to_bytes())
         if state.expires_at_ms is None:
             deadlines.delete(key)
         else:
             deadlines.set(key, str(state.expires_at_ms).encode())
+        route_bytes = route.to_bytes()
+        if route_bytes != stored_route:
+            routes.set(key, route_bytes)
+        if step is not None and step.decision is not None and step.decision.shipments:
+            workload.forget_before(time.strftime("%Y-%m-%d", time.gmtime(time.time() - 2 * 86400)))
+            loads.set(load_key, workload.to_bytes())
 
     async def allocation_agent(stream: StreamT[bytes]) -> AsyncIterator[int]:
         async for event in stream.events():
             key = event.key if isinstance(event.key, bytes) else b""
             async with lock:
+                topic = event.message.topic
                 try:
-                    order = OrderEvent.decode(event.value) if event.message.topic == orders_name else None
-                    decision = None if order else stock_records.decode_decision(event.value)
-                except (CodecError, ValueError) as exc:
+                    order = OrderEvent.decode(event.value) if topic == orders_name else None
+                    action = routing_records.decode_action(event.value) if topic == actions_name else None
+                    decision = None if order or action else stock_records.decode_decision(event.value)
+                except (CodecError, ValueError, TypeError) as exc:
                     await _dead_undecodable(dead, event, settings, "allocation", exc)
                     continue
                 stored = table.get(key)
+                if action is not None and not stored:
+                    log.warning("hold action %s for unknown order %s: ignored", action.action_id, key.decode())
+                    continue
                 if stored:
                     state = allocation.Allocation.from_bytes(stored)
                 else:
@@ -214,12 +274,14 @@ def register_allocation(app: faust.App, settings: Settings) -> Any:
                         key.decode(), allocation.ShortPolicy(settings.short_policy_for(channel))
                     )
                 before = state.outcome
+                sent: list[allocation.StockCommand] = []
                 if order is not None:
-                    sent = state.on_order(order, settings.unpaid_hold_ms(order.channel), settings.bundles())
-                else:
-                    assert decision is not None
+                    first = not state.lines  # the reserves go out now: where should they hold the units?
+                    prefer = routing.preference(request_of_order(order), rules.rules, _now_ms()) if first else ()
+                    sent = state.on_order(order, settings.unpaid_hold_ms(order.channel), settings.bundles(), prefer)
+                elif decision is not None:
                     sent = state.on_decision(decision)
-                await record(key, state, before, sent)
+                await record(key, state, before, sent, order, action)
             yield len(sent)
 
     async def expire_unpaid() -> None:
@@ -242,6 +304,24 @@ def register_allocation(app: faust.App, settings: Settings) -> Any:
     app.timer(settings.hold_check_s, name="expire-unpaid-holds")(expire_unpaid)
 
     return app.agent(source, name="allocation")(allocation_agent)
+
+
+_PARTITION_KEYS: dict[tuple[bytes, int, int], bytes] = {}
+
+
+def _partition_key(table: KeyedTable, stem: bytes, partition: int) -> bytes:
+    """A key of ``table`` that lives in ``partition``: state of the partition itself (``stem#n``)."""
+    found = _PARTITION_KEYS.get((stem, partition, table.partitions))
+    if found is None:
+        n = 0
+        while table.partition(stem + b"#" + str(n).encode()) != partition:
+            n += 1
+        found = _PARTITION_KEYS[(stem, partition, table.partitions)] = stem + b"#" + str(n).encode()
+    return found
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
 
 
 def register_inventory(app: faust.App, settings: Settings) -> Any:

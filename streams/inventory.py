@@ -33,6 +33,9 @@ from typing import Any
 
 import orjson
 
+#: at the end of a reserve's warehouse preference: then any other warehouse with the units
+ANY_WAREHOUSE = "*"
+
 
 class HoldState(enum.StrEnum):
     RESERVED = "reserved"
@@ -152,8 +155,13 @@ class SkuStock:
         known = self.holds.get(hold_id)
         if known is not None:  # a duplicate, or the reserve of a hold released before it arrived
             return self._decision(known), []
-        if not warehouses:  # no preference given: the warehouse with most available units first
-            warehouses = tuple(sorted(self.rows, key=lambda w: (-self.rows[w].available(self.preorder_cap), w)))
+        if not warehouses or warehouses[-1] == ANY_WAREHOUSE:
+            # no preference, or "then any other": the other warehouses, most available units first
+            ranked = warehouses[:-1] if warehouses else ()
+            others = sorted(
+                (w for w in self.rows if w not in ranked), key=lambda w: (-self.rows[w].available(self.preorder_cap), w)
+            )
+            warehouses = (*ranked, *others)
         for warehouse in warehouses:
             row = self.rows.get(warehouse)
             if row is not None and row.available(self.preorder_cap) >= quantity:

@@ -76,22 +76,27 @@ def encode_movement(move: Movement) -> bytes:
 
 
 def encode_allocation(allocation: Allocation) -> bytes:
+    return codec("allocation").encode(allocation_record(allocation))
+
+
+def allocation_record(allocation: Allocation) -> dict[str, Any]:
+    """The allocations.v1 record of an order's allocation (also what routing reads of it)."""
     lines = [
         {
             "hold_id": hold,
             "sku": sku,
             "quantity": quantity,
             "state": allocation.decisions.get(hold, HoldState.RELEASED).value,
+            "warehouse": allocation.warehouses.get(hold),
         }
         for hold, (sku, quantity) in sorted(allocation.lines.items())
     ]
-    record = {
+    return {
         "order_key": allocation.order_key,
         "outcome": allocation.outcome.value,
         "policy": allocation.policy.value,
         "lines": lines,
     }
-    return codec("allocation").encode(record)
 
 
 def decode_allocation(data: bytes) -> dict[str, Any]:
