@@ -134,12 +134,19 @@ def _dlq(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _bench(settings: Settings, args: argparse.Namespace) -> int:
+    from dataclasses import asdict
     from pathlib import Path
 
     from oms.bench import run_normalize, run_webhooks, summary
 
     if args.what == "webhooks":
         print(summary(run_webhooks(settings, args.records, args.concurrency, Path(args.out))))
+        return 0
+    if args.what == "routing":
+        from oms.bench_routing import run_routing
+
+        result = run_routing(settings.routing_rules_path(), args.orders, Path(args.out))
+        print("\n".join(f"  {k:<22}{v}" for k, v in asdict(result).items()))
         return 0
     if args.what == "reserve":
         from oms.bench_reserve import run_reserve
@@ -403,6 +410,89 @@ def _stock_table(rows: Sequence[StockRow]) -> list[str]:
     return out
 
 
+def _holds(settings: Settings, args: argparse.Namespace) -> int:
+    import getpass
+    import json
+    from datetime import UTC, datetime
+
+    from oms import routing_ops
+
+    if args.action == "list":
+        found = routing_ops.held(settings)
+        if args.format == "json":
+            for record in found:
+                print(json.dumps({k: v for k, v in record.items() if k != "request"}, ensure_ascii=False))
+            return 0
+        print(f"{'held since (UTC)':<18}{'market':<7}{'channel':<10}{'order':<44}why")
+        for record in found:
+            when = datetime.fromtimestamp(record["decided_ms"] / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M")
+            why = "; ".join(f"{h['code']}: {h['detail']}" for h in record["holds"])
+            print(f"{when:<18}{record['market']:<7}{record['channel']:<10}{record['order_key']:<44}{why}")
+        print(f"({len(found)} held; `oms holds release ORDER` ships it, `oms holds cancel ORDER` releases its stock)")
+        return 0
+    if not args.order:
+        print(f"oms holds {args.action}: give the order key, e.g. default:shopee:2611270001; see `oms holds list`")
+        return 2
+    actor = args.by or getpass.getuser()
+    answer = routing_ops.act(settings, args.order, args.action, actor, args.note or "", wait_s=args.wait)
+    print(f"{args.order}: {answer['outcome']} by {actor}: {answer['summary']}")
+    return 0 if answer["outcome"] in ("routed", "cancelled") else 1
+
+
+def _replay(settings: Settings, args: argparse.Namespace) -> int:
+    import json
+    import time
+
+    from oms import routing_ops
+    from streams.routing_rules import RulesError, load_rules
+
+    try:
+        rules = load_rules(args.rules)
+        start, end = _when(args.start, 0), _when(args.end, int(time.time() * 1000) + 1)
+    except (RulesError, ValueError) as exc:
+        print(f"oms replay: {exc}", file=sys.stderr)
+        return 2
+    result = routing_ops.replay(list(routing_ops.decisions(settings)), rules, start, end)
+    if args.format == "json":
+        print(json.dumps({"rules": result.rules_after, "rows": result.rows(), "changed_node": result.changed_node,
+                          "changed_carrier": result.changed_carrier}))  # fmt: skip
+    else:
+        print("\n".join(routing_ops.comparison_table(result)))
+    return 0
+
+
+def _when(text: str | None, default: int) -> int:
+    """ISO-8601 (no offset: UTC) or epoch milliseconds, as epoch ms; None: ``default``."""
+    from datetime import UTC, datetime
+
+    if text is None:
+        return default
+    if text.isdigit():
+        return int(text)
+    try:
+        at = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a time: use ISO-8601 like 2026-11-11T00:00+08:00, or epoch ms") from None
+    return int((at if at.tzinfo else at.replace(tzinfo=UTC)).timestamp() * 1000)
+
+
+def _routing(settings: Settings, args: argparse.Namespace) -> int:
+    from streams.routing_rules import RulesError, load_rules
+
+    path = args.file or str(settings.routing_rules_path())
+    try:
+        rules = load_rules(path)
+    except RulesError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    print(f"{path}: valid, version {rules.label}")
+    for market, spec in sorted(rules.markets.items()):
+        nodes = ", ".join(n.id for n in rules.nodes_in(market))
+        carriers = ", ".join(c.name for c in rules.carriers_in(market))
+        print(f"  {market.value}: {len(spec.region)} regions; nodes {nodes}; carriers {carriers}; split {spec.split}")
+    return 0
+
+
 def _demo(settings: Settings, args: argparse.Namespace) -> int:
     from oms.demo import run_demo
 
@@ -476,10 +566,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench = add("bench", _bench, "Benchmarks that print numbers and write them to a results folder.")
     bench.add_argument(
         "what",
-        choices=["normalize", "webhooks", "reserve"],
+        choices=["normalize", "webhooks", "reserve", "routing"],
         help="normalize: raw records -> canonical changes through Kafka; webhooks: signed requests/s; "
         "reserve: canonical orders -> stock reserved and orders allocated, 1 and 2 workers, and table "
-        "recovery after kill -9",
+        "recovery after kill -9; routing: decisions/s on one core with the routing rules (no broker)",
     )
     bench.add_argument("--concurrency", type=int, default=32, help="webhooks: concurrent clients (default 32)")
     bench.add_argument("--records", type=int, default=20_000, help="records or requests (default 20000)")
@@ -532,6 +622,21 @@ def build_parser() -> argparse.ArgumentParser:
     stock.add_argument("--warehouse", help="show: only this warehouse")
     stock.add_argument("--channel", help="channels: only this channel (shopee, lazada, tiktok, ...)")
     stock.add_argument("--format", choices=["table", "json"], help="show, channels: output format (default table)")
+    holds = add("holds", _holds, "Orders routing held for an operator: list them, release one to ship, or cancel one.")
+    holds.add_argument("action", choices=["list", "release", "cancel"])
+    holds.add_argument("order", nargs="?", help="release, cancel: the order key (tenant:channel:channel_order_id)")
+    holds.add_argument("--by", help="release, cancel: who decides (default: your login)")
+    holds.add_argument("--note", help="release, cancel: why, kept with the decision")
+    holds.add_argument("--wait", type=float, default=30.0, help="seconds to wait for the worker's answer (30)")
+    holds.add_argument("--format", choices=["table", "json"], default="table", help="list: output format")
+    rp = add("replay", _replay, "What-if: route past orders again under other rules and compare with what happened.")
+    rp.add_argument("--rules", required=True, help="the rules file to try (TOML, like connectors/samples/routing.toml)")
+    rp.add_argument("--from", dest="start", help="orders first decided at or after (ISO-8601 or epoch ms)")
+    rp.add_argument("--to", dest="end", help="... and before this time (default: now)")
+    rp.add_argument("--format", choices=["table", "json"], default="table")
+    add("routing", _routing, "Check a routing rules file (default: the rules in force) and summarise it.").add_argument(
+        "file", nargs="?", help="a rules TOML file (default OMS_ROUTING_RULES or the sample)"
+    )
     demo = add("demo", _demo, "Start everything and push demo orders end to end; print what happened.")
     demo.add_argument("--timeout", type=float, default=180.0, help="seconds to wait for the pipeline (default 180)")
     demo.add_argument("--events", type=int, default=600, help="simulated deliveries in the flash sale (0: none)")

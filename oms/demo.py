@@ -8,8 +8,10 @@ Then a mini flash sale from the simulator on every channel and market, summarise
 from __future__ import annotations
 
 import random
+import re
 import time
 import uuid
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -20,14 +22,17 @@ from confluent_kafka import Consumer, TopicPartition
 
 from connectors.raw_producer import RawProducer, sample
 from connectors.simulator import Simulator, run_to_kafka
+from connectors.stock_load import load
 from infra import clickhouse, services, topics
 from infra.process import ServiceError, wait_until
+from oms import routing_ops
 from oms.runtime import running_sinks, spawn_worker, stop_process
 from oms.settings import Settings
 from schemas.order import CURRENCY_EXPONENT, DeadLetter, order_key
 from schemas.topics import DEAD_LETTERS
 from sinks.clickhouse import migrate
 from sinks.redis_model import OrderStatusModel
+from streams.routing_rules import Rules, load_rules, parse_rules
 
 
 def demo_order(order_sn: str) -> bytes:
@@ -112,6 +117,7 @@ def run_demo(settings: Settings, timeout: float = 180.0, events: int = 600) -> i
             letters = dead_letters_for(settings, set(bad), timeout=60)
             channel, market, status, method, total, currency, units, skus, postcode = row()
             flash = _flash_sale(settings, client, events, timeout) if events else None
+            routed = _routing(settings, flash) if flash is not None else None
     finally:
         stop_process(worker)
 
@@ -125,7 +131,12 @@ def run_demo(settings: Settings, timeout: float = 180.0, events: int = 600) -> i
     ok = len(letters) == len(bad)
     if flash is not None:
         ok = _print_flash_sale(flash) and ok
-    print("\nNext: `oms dlq list`, `oms status`; services keep running until `oms down`.")
+    if routed is not None:
+        ok = _print_routing(settings, routed) and ok
+    print(
+        "\nNext: `oms holds list` (then `oms holds release|cancel ORDER`), `oms replay --rules FILE --from T`, "
+        "`oms dlq list`, `oms status`; services keep running until `oms down`."
+    )
     return 0 if ok else 1
 
 
@@ -137,6 +148,8 @@ class FlashSale:
     seconds: float
     rows: list[Sequence[Any]]
     statuses: list[Sequence[Any]]
+    keys: set[str]
+    began_ms: int
 
 
 def _flash_sale(settings: Settings, client: Client, events: int, timeout: float) -> FlashSale:
@@ -144,7 +157,10 @@ def _flash_sale(settings: Settings, client: Client, events: int, timeout: float)
     seed = random.randrange(1, 1_000_000)
     sim = Simulator(seed=seed, skus=60)
     keys = sorted({order_key(settings.tenant, e.channel, e.order_id) for e in sim.events(events) if e.kind == "order"})
+    stocked = _load_stock(settings, [sku.code for sku in sim.catalog])
     print(f"\n== mini flash sale: {events} deliveries on every channel and market (seed {seed})")
+    print(f"   stock: {stocked}")
+    began_ms = int(time.time() * 1000)
     began = time.monotonic()
     summary = run_to_kafka(settings, sim, events, rate=0)
     if summary.outcomes["error"]:
@@ -165,7 +181,7 @@ def _flash_sale(settings: Settings, client: Client, events: int, timeout: float)
     statuses = client.query(
         f"SELECT status, count() {where} GROUP BY status ORDER BY count() DESC", parameters={"keys": keys}
     ).result_rows
-    return FlashSale(seed, summary.sent, len(keys), seconds, list(rows), list(statuses))
+    return FlashSale(seed, summary.sent, len(keys), seconds, list(rows), list(statuses), set(keys), began_ms)
 
 
 def _print_flash_sale(flash: FlashSale) -> bool:
@@ -187,3 +203,81 @@ def _redis(settings: Settings) -> Any:
     import redis
 
     return redis.Redis.from_url(settings.redis_url)
+
+
+def _load_stock(settings: Settings, skus: list[str]) -> str:
+    """Stock for the catalog in every node of the routing rules: hot SKUs scarce, the rest plenty."""
+    rules = load_rules(settings.routing_rules_path())
+    rows = [
+        f"{sku},{node.id},{2 if i < 3 else 40}" for i, sku in enumerate(skus) for node in rules.nodes
+    ]  # the first SKUs are the simulator's hot ones: they sell out
+    path = settings.data_path / "demo-stock.csv"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("sku,warehouse,on_hand\n" + "\n".join(rows) + "\n")
+    loaded = load(settings, path, version=int(time.time() * 1000))
+    return f"{loaded.units} units of {loaded.skus} SKUs in {loaded.warehouses} nodes ({rules.label})"
+
+
+@dataclass
+class Routed:
+    records: dict[str, dict[str, Any]]  # order key -> newest routing decision
+    flash: FlashSale
+
+
+def _routing(settings: Settings, flash: FlashSale) -> Routed:
+    """The flash sale's routing decisions, once their number stops growing (or 60 s)."""
+    seen: dict[str, dict[str, Any]] = {}
+    stable_since = time.monotonic()
+    deadline = stable_since + 60
+
+    def settled() -> bool:
+        nonlocal stable_since
+        found = routing_ops.latest(r for r in routing_ops.decisions(settings) if r["order_key"] in flash.keys)
+        if len(found) != len(seen):
+            stable_since = time.monotonic()
+        seen.clear()
+        seen.update(found)
+        return bool(seen) and time.monotonic() - stable_since >= 3
+
+    wait_until(settled, deadline - time.monotonic(), 0.5)
+    return Routed(dict(seen), flash)
+
+
+def _print_routing(settings: Settings, routed: Routed) -> bool:
+    records = list(routed.records.values())
+    by_market: dict[str, Counter[str]] = {}
+    holds: Counter[str] = Counter()
+    example: dict[str, str] = {}
+    for record in records:
+        market = record["market"]
+        if record["outcome"] == "routed":
+            for shipment in record["shipments"]:
+                by_market.setdefault(market, Counter())[f"{shipment['node']} -> {shipment['carrier']}"] += 1
+            example.setdefault(market, f"{record['order_key']}: {record['summary']}")
+        for hold in record["holds"] if record["outcome"] == "held" else []:
+            holds[hold["code"]] += 1
+            example.setdefault(f"hold:{hold['code']}", f"{record['order_key']}: {hold['detail']}")
+    routed_n = sum(r["outcome"] == "routed" for r in records)
+    split = sum(len(r["shipments"]) > 1 for r in records)
+    print(f"\n== routing: {routed_n} orders routed ({split} split), {len(records) - routed_n} held")
+    for market in sorted(by_market):
+        top = ", ".join(f"{route} {n}" for route, n in by_market[market].most_common(3))
+        print(f"   {market}: {top}")
+        print(f"      e.g. {example[market]}")
+    for code, n in holds.most_common():
+        print(f"   held {code}: {n}  e.g. {example[f'hold:{code}']}")
+    whatif = _whatif_rules(settings)
+    result = routing_ops.replay(list(routing_ops.decisions(settings)), whatif, routed.flash.began_ms, 2**62)
+    print(f"\n== what-if replay: the same orders under rules {whatif.label} (ID ships split orders, no COD review)")
+    for line in routing_ops.comparison_table(result):
+        print("   " + line)
+    return len({r["market"] for r in records if r["outcome"] == "routed"}) == 6
+
+
+def _whatif_rules(settings: Settings) -> Rules:
+    """The rules in force with two policy changes an ops lead might try: split in ID, no COD reviews."""
+    text = settings.routing_rules_path().read_text(encoding="utf-8")
+    text = re.sub(r'split = "hold"', 'split = "allow"', text)
+    text = re.sub(r"(?m)^cod_review_above_minor = .*$", "", text)
+    text = re.sub(r'(?m)^version = "(.*)"', r'version = "\1-whatif"', text, count=1)
+    return parse_rules(text, "what-if")
