@@ -33,8 +33,10 @@ from typing import Any
 
 import orjson
 
-#: at the end of a reserve's warehouse preference: then any other warehouse with the units
+#: in a reserve's warehouse preference, after the ranked ones: then any other warehouse with the units,
+#: except those named after it as ``!warehouse`` (nodes that must not ship this order)
 ANY_WAREHOUSE = "*"
+EXCLUDED = "!"
 
 
 class HoldState(enum.StrEnum):
@@ -155,11 +157,13 @@ class SkuStock:
         known = self.holds.get(hold_id)
         if known is not None:  # a duplicate, or the reserve of a hold released before it arrived
             return self._decision(known), []
-        if not warehouses or warehouses[-1] == ANY_WAREHOUSE:
+        if not warehouses or ANY_WAREHOUSE in warehouses:
             # no preference, or "then any other": the other warehouses, most available units first
-            ranked = warehouses[:-1] if warehouses else ()
+            cut = warehouses.index(ANY_WAREHOUSE) if warehouses else 0
+            ranked, excluded = warehouses[:cut], {w[1:] for w in warehouses[cut + 1 :] if w.startswith(EXCLUDED)}
             others = sorted(
-                (w for w in self.rows if w not in ranked), key=lambda w: (-self.rows[w].available(self.preorder_cap), w)
+                (w for w in self.rows if w not in ranked and w not in excluded),
+                key=lambda w: (-self.rows[w].available(self.preorder_cap), w),
             )
             warehouses = (*ranked, *others)
         for warehouse in warehouses:

@@ -6,7 +6,8 @@ Two moments:
   serve the postcode, best first by zone distance, then whether today's cut-off still meets the
   marketplace ship-by, then the cheapest carrier. The allocation sends it with every reserve, so the
   inventory holds each line in the best node that has the units and an order's lines land together
-  in one node whenever one node has them all (``*`` at the end: then any other warehouse).
+  in one node whenever one node has them all (then ``*``: a warehouse the rules do not know; never
+  another market's node, nor one that does not serve the address: those are listed as ``!node``).
 - ``route`` (once the order is allocated and paid): the stock is held, so a node is never chosen
   for units it does not hold. Lines held in one node ship from it; lines held in several nodes are
   a split, shipped in parts or held per the market's ``split`` policy. Each shipment gets the node's
@@ -31,7 +32,7 @@ from typing import Any
 import orjson
 
 from schemas.order import CURRENCY_EXPONENT, Market
-from streams.inventory import ANY_WAREHOUSE
+from streams.inventory import ANY_WAREHOUSE, EXCLUDED
 from streams.routing_rules import WEEKDAYS, Carrier, MarketRules, Node, Rules
 
 #: hold codes an operator may release (risk); any other hold needs the order itself to change
@@ -219,15 +220,17 @@ def hold_reasons(request: Request, market: MarketRules, released: bool = False) 
 
 
 def preference(request: Request, rules: Rules, now_ms: int) -> tuple[str, ...]:
-    """Nodes to hold this order's stock in, best first, then ``*`` (any other warehouse).
+    """Nodes to hold this order's stock in, best first, then ``*`` and ``!node`` for every other node.
 
-    Only nodes of the order's market that serve its postcode are ranked; an unknown market or an
-    unserved postcode gives just ``*`` (the order is held at routing, with its stock kept).
+    Only nodes of the order's market that serve its postcode are ranked; after them any warehouse the
+    rules do not know (stock counted before its node was added, say), never another market's node or
+    one that does not serve the address. An unknown market or an unserved postcode ranks none (the
+    order is held at routing, with its stock kept).
     """
     market = rules.markets.get(request.market)
     region = market.region_of(request.postcode) if market else None
     if market is None or region is None:
-        return (ANY_WAREHOUSE,)
+        return (ANY_WAREHOUSE, *(EXCLUDED + n.id for n in rules.nodes if n.market is not request.market))
     weight = _weight(request.lines, rules, request.market)
     ranked = []
     for node in rules.nodes_in(request.market):
@@ -243,7 +246,8 @@ def preference(request: Request, rules: Rules, now_ms: int) -> tuple[str, ...]:
         ]
         cost = min((_cost(c, weight, request.is_cod) for c in carriers), default=math.inf)
         ranked.append((zone, late, cost, node.id))
-    return (*(node for *_, node in sorted(ranked)), ANY_WAREHOUSE)
+    best = tuple(node for *_, node in sorted(ranked))
+    return (*best, ANY_WAREHOUSE, *(EXCLUDED + n.id for n in rules.nodes if n.id not in best))
 
 
 # ------------------------------------------------------------------------------------------- route

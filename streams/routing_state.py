@@ -5,8 +5,7 @@ allocation. It learns the order from orders.v1 (address, payment, ship-by), the 
 allocation (which line is held in which warehouse) and operator actions from hold-actions.v1, in any
 order and any number of times:
 
-- allocated or partial, and paid (COD counts as paid: the channel says "go ahead") -> routed or
-  held, once;
+- allocated or partial, and paid or beyond (COD counts as paid) -> routed or held, once;
 - held + ``release`` -> routed again, with the operator's name, risk holds waived (an address no node
   serves stays held: the order has to change);
 - held or routed + ``cancel`` -> cancelled by the operator: the allocation releases the stock;
@@ -31,7 +30,19 @@ from streams.routing_rules import Rules
 SHIPPABLE = frozenset({"allocated", "partial"})
 #: allocation outcomes after which nothing is held any more
 RELEASED = frozenset({"rejected", "cancelled", "expired"})
-ROUTABLE_STATUS = frozenset({OrderStatus.PAID, OrderStatus.PROCESSING})
+#: paid or beyond (COD counts as paid: the channel says "go ahead"). An order the channel reports as
+#: shipped before it was routed (fulfilled outside the OMS, or a fast simulation) is still routed: the
+#: decision records where its units were held and what the rules would have shipped it with.
+ROUTABLE_STATUS = frozenset(
+    {
+        OrderStatus.PAID,
+        OrderStatus.PROCESSING,
+        OrderStatus.SHIPPED,
+        OrderStatus.DELIVERED,
+        OrderStatus.COMPLETED,
+        OrderStatus.RETURNED,
+    }
+)
 
 
 @dataclass(frozen=True)

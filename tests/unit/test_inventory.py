@@ -238,3 +238,16 @@ def test_ship_and_restock_that_arrive_before_their_reserve_apply_once_when_it_la
 def test_a_non_positive_quantity_is_a_bug_of_the_caller(quantity: int) -> None:
     with pytest.raises(ValueError, match="quantity must be positive"):
         SkuStock("SKU-1").reserve("h", quantity, ("WH-A",))
+
+
+def test_a_preference_is_tried_in_order_then_any_warehouse_but_never_an_excluded_one() -> None:
+    stock = SkuStock("SKU-1")
+    for ref, warehouse, units in (("c1", "SG-ORCH", 1), ("c2", "SG-JUR", 5), ("c3", "LEGACY", 9), ("c4", "PH-CEB", 50)):
+        stock.snapshot(ref, warehouse, units, 1)
+    preference = ("SG-ORCH", "SG-JUR", "*", "!PH-CEB")
+    held = [stock.reserve(f"t:shopee:{n}|1", 1, preference)[0] for n in range(16)]
+    # the ranked nodes first, in order; then the warehouse the rules do not know; never the excluded one
+    assert [d.warehouse for d in held[:6]] == ["SG-ORCH"] + ["SG-JUR"] * 5
+    assert {d.warehouse for d in held[6:15]} == {"LEGACY"}
+    assert held[15].state is HoldState.SHORT
+    assert stock.rows["PH-CEB"].reserved == 0
