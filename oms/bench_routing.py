@@ -82,7 +82,7 @@ def run_routing(rules_path: Path, orders: int, out_dir: Path) -> RoutingResult:
     start = time.perf_counter()
     for request in batch:
         t0 = time.perf_counter()
-        decision = routing.route(request, rules, workload, now, 0.25)
+        decision = routing.route(request, rules, workload, now, routing.Share(0, 4))
         for shipment in decision.shipments:
             workload.take(shipment)
         took.append(time.perf_counter() - t0)

@@ -188,8 +188,8 @@ def register_allocation(app: faust.App, settings: Settings, rules: RulesHolder) 
     routed from where the units are held; an operator's cancel of a held order releases its stock.
     One agent per input topic: safe_ack relies on each partition being consumed by one agent in order.
 
-    Node capacity is shared out per partition (each of N partitions may fill 1/N of a node's hour and
-    day), so workers never together exceed it, however the partitions are spread.
+    Node capacity is shared out per partition (``routing.Share``: the N slices of a node's hour and day
+    add up to its capacity), so workers never together exceed it, however the partitions are spread.
     """
     prefix = settings.topic_prefix
     orders_name = topics.ORDERS.full_name(prefix)
@@ -206,7 +206,6 @@ def register_allocation(app: faust.App, settings: Settings, rules: RulesHolder) 
     deadlines = _bytes_table(app, "hold-deadlines", settings)  # unpaid orders: order key -> expiry ms
     routes = _bytes_table(app, "routing", settings)
     loads = _bytes_table(app, "routing-workload", settings)  # per partition: orders per node, hour and day
-    share = 1.0 / settings.partitions
     lock = asyncio.Lock()  # the agent and the expiry timer never interleave a read and write of one order
 
     async def record(
@@ -226,6 +225,7 @@ def register_allocation(app: faust.App, settings: Settings, rules: RulesHolder) 
             route.on_allocation(stock_records.allocation_record(state))  # not per line answer: per outcome
         load_key = _partition_key(loads, b"~workload", loads.partition(key))
         workload = routing.Workload.from_bytes(loads.get(load_key))
+        share = routing.Share(loads.partition(key), settings.partitions)
         step = route.step(rules.current(), workload, _now_ms(), share, action)
         if step is not None and step.outcome == "cancelled" and step.actor:
             released = state.on_operator_cancel()

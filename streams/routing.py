@@ -27,7 +27,7 @@ import datetime as dt
 import math
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -140,6 +140,27 @@ class Decision:
             for s in self.shipments
         ]
         return ("split: " if self.split else "") + "; ".join(parts)
+
+
+class Share(NamedTuple):
+    """This partition's slice of every node's capacity: ``partition`` of ``partitions``.
+
+    A capacity C splits into C // N per partition, and the C % N units left over go to different
+    partitions on different days (and hours), so the N slices add up to C exactly, every day, and a
+    node smaller than N still ships from every partition on some days.
+    """
+
+    partition: int = 0
+    partitions: int = 1
+
+    def of(self, capacity: int, turn: int) -> int:
+        """The slice of ``capacity`` for the day or hour numbered ``turn``."""
+        base, left = divmod(capacity, self.partitions)
+        return base + (1 if (self.partition + turn) % self.partitions < left else 0)
+
+
+#: the whole capacity: one partition (replays, tests, a single-partition deployment)
+WHOLE = Share()
 
 
 @dataclass
@@ -258,7 +279,7 @@ def route(
     rules: Rules,
     workload: Workload,
     now_ms: int,
-    capacity_share: float = 1.0,
+    capacity_share: Share = WHOLE,
     released_by: str | None = None,
 ) -> Decision:
     """The routing decision for an allocated order. Does not change ``workload``: apply ``take``."""
@@ -348,7 +369,7 @@ def _ship(
     lines: list[Line],
     workload: Workload,
     now_ms: int,
-    share: float,
+    share: Share,
 ) -> tuple[Shipment | None, list[Passed]]:
     weight = _weight(lines, rules, request.market)
     zone = node.zones[region]
@@ -451,24 +472,24 @@ def _first_handover(node: Node, market: MarketRules, now_ms: int) -> int:
     return now_ms + _SEARCH_DAYS * _DAY_MS
 
 
-def _slot(node: Node, market: MarketRules, workload: Workload, now_ms: int, share: float) -> tuple[str, int, int]:
+def _slot(node: Node, market: MarketRules, workload: Workload, now_ms: int, share: Share) -> tuple[str, int, int]:
     """(local day, local hour or -1, handover ms): the first slot with room in this partition's share.
 
     Today counts only before the cut-off, and an hour that is full moves the order to the next hour
     with room before the cut-off; a later working day has all of its day capacity.
     """
-    per_day = max(1, math.floor(node.capacity_per_day * share))
-    per_hour = max(1, math.floor(node.capacity_per_hour * share))
     local = _local(now_ms, market)
     day = local.date()
     for i in range(_SEARCH_DAYS * 4):
         key = day.isoformat()
+        per_day = share.of(node.capacity_per_day, day.toordinal())
         if _working(day, node, market) and workload.used_day(node.id, key) < per_day:
             if i > 0:
                 return key, -1, _ms(day, node.cutoff_time, market)
             for hour in range(local.hour, node.cutoff_time.hour + (1 if node.cutoff_time.minute else 0)):
                 if hour == local.hour and local.time() >= node.cutoff_time:
                     break
+                per_hour = share.of(node.capacity_per_hour, day.toordinal() * 24 + hour)
                 if workload.used_hour(node.id, f"{key}T{hour:02d}") < per_hour:
                     return key, hour, _ms(day, node.cutoff_time, market)
         day += dt.timedelta(days=1)

@@ -119,7 +119,7 @@ class OrderRouting:
         rules: Rules,
         workload: routing.Workload,
         now_ms: int,
-        share: float = 1.0,
+        share: routing.Share = routing.WHOLE,
         action: Action | None = None,
     ) -> Step | None:
         """After any input: the decision to emit now, if there is one. Applies ``take`` to ``workload``."""
