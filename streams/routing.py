@@ -349,15 +349,16 @@ def _decision_base(request: Request, rules: Rules, now_ms: int, released_by: str
 def _passed_nodes(
     request: Request, rules: Rules, region: str | None, groups: dict[str, list[Line]]
 ) -> Iterable[Passed]:
-    """Every node of the market not shipping this order, with the reason."""
+    """Every node of the market not shipping this order, nearest first, with the reason."""
     total = len([line for line in request.lines if line.warehouse])
-    for node in rules.nodes_in(request.market):
-        if node.id in groups:
-            continue
+    others = [node for node in rules.nodes_in(request.market) if node.id not in groups]
+    far = 1 << 30
+    for node in sorted(others, key=lambda n: (n.zones.get(region, far) if region else far, n.id)):
         if region is not None and region not in node.zones:
             yield Passed("node", node.id, f"does not serve {region}")
         else:
-            yield Passed("node", node.id, f"holds none of this order's {total} held line(s)")
+            zone = f" (zone {node.zones[region]})" if region is not None else ""
+            yield Passed("node", node.id, f"holds none of this order's {total} held line(s){zone}")
 
 
 def _ship(

@@ -212,12 +212,14 @@ def test_passed_over_names_every_other_node_and_carrier_with_the_reason() -> Non
     decision = route(request, RULES, Workload(), NOW, released_by="ops")
     assert decision.outcome == "routed"
     assert {(p.kind, p.id): p.reason for p in decision.passed_over} == {
-        ("node", "SG-JUR"): "holds none of this order's 1 held line(s)",
+        ("node", "SG-JUR"): "holds none of this order's 1 held line(s) (zone 0)",
         ("node", "SG-ORCH"): "does not serve West",
         ("carrier", "jnt-sg"): "from SG-TAMP: COD cap SGD 300.00 below the order's SGD 400.00",
         ("carrier", "singpost-sg"): "from SG-TAMP: does not collect cash on delivery",
         ("carrier", "lalamove-sg"): "from SG-TAMP: picks up only within zone 0 of the node; this order is zone 2",
     }
+    # nodes nearest first, those that do not serve the address last
+    assert [p.id for p in decision.passed_over if p.kind == "node"] == ["SG-JUR", "SG-ORCH"]
 
 
 def test_carriers_slower_than_the_market_promise_are_passed_over() -> None:
