@@ -435,8 +435,15 @@ def _holds(settings: Settings, args: argparse.Namespace) -> int:
         return 2
     actor = args.by or getpass.getuser()
     answer = routing_ops.act(settings, args.order, args.action, actor, args.note or "", wait_s=args.wait)
+    if answer["outcome"] == "held":
+        print(
+            f"{args.order}: still held after the release by {actor}: {answer['summary']}\n"
+            "A release waives risk holds (COD review, blacklist, split) only; these need the order itself to "
+            "change (the address at the channel) or `oms holds cancel`."
+        )
+        return 1
     print(f"{args.order}: {answer['outcome']} by {actor}: {answer['summary']}")
-    return 0 if answer["outcome"] in ("routed", "cancelled") else 1
+    return 0
 
 
 def _replay(settings: Settings, args: argparse.Namespace) -> int:
