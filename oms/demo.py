@@ -271,7 +271,10 @@ def _print_routing(settings: Settings, routed: Routed) -> bool:
     print(f"\n== what-if replay: the same orders under rules {whatif.label} (ID ships split orders, no COD review)")
     for line in routing_ops.comparison_table(result):
         print("   " + line)
-    return len({r["market"] for r in records if r["outcome"] == "routed"}) == 6
+    missing = sorted({"SG", "MY", "ID", "TH", "VN", "PH"} - set(by_market))
+    if missing:
+        print(f"   (no order of {', '.join(missing)} was routed in this run: a small sale may have none paid there)")
+    return any(r["outcome"] == "routed" for r in records)
 
 
 def _whatif_rules(settings: Settings) -> Rules:
