@@ -99,6 +99,8 @@ class Allocation:
     parts: dict[str, tuple[str, ...]] = field(default_factory=dict)
     #: reserved holds: hold id -> the warehouse holding its units (what routing ships from)
     warehouses: dict[str, str] = field(default_factory=dict)
+    #: the order's routing stage (streams/routing_state.py), kept here so one write saves both
+    routing: dict[str, Any] | None = None
 
     def to_bytes(self) -> bytes:
         """The table value: compact JSON (internal state, not a topic contract)."""
@@ -113,6 +115,7 @@ class Allocation:
                 "expires": self.expires_at_ms,
                 **({"parts": {line: list(holds) for line, holds in self.parts.items()}} if self.parts else {}),
                 **({"wh": self.warehouses} if self.warehouses else {}),
+                **({"rt": self.routing} if self.routing else {}),
             }
         )
 
@@ -129,6 +132,7 @@ class Allocation:
             expires_at_ms=doc.get("expires"),
             parts={line: tuple(holds) for line, holds in doc.get("parts", {}).items()},  # absent before bundles
             warehouses=dict(doc.get("wh", {})),  # absent before routing
+            routing=doc.get("rt"),
         )
 
     @staticmethod

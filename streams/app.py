@@ -204,7 +204,6 @@ def register_allocation(app: faust.App, settings: Settings, rules: RulesHolder) 
     dead = _dead_letters(app, settings)
     table = _bytes_table(app, "allocations", settings)
     deadlines = _bytes_table(app, "hold-deadlines", settings)  # unpaid orders: order key -> expiry ms
-    routes = _bytes_table(app, "routing", settings)
     loads = _bytes_table(app, "routing-workload", settings)  # per partition: orders per node, hour and day
     lock = asyncio.Lock()  # the agent and the expiry timer never interleave a read and write of one order
 
@@ -217,14 +216,13 @@ def register_allocation(app: faust.App, settings: Settings, rules: RulesHolder) 
         action: routing_state.Action | None = None,
     ) -> None:
         """Outputs first (acknowledged), then the state: a crash can repeat a command, never lose one."""
-        stored_route = routes.get(key)
-        route = routing_state.OrderRouting.from_bytes(key.decode(), stored_route)
+        route = routing_state.OrderRouting.from_dict(key.decode(), state.routing)
         if order is not None:
             route.on_order(order)
         if order is not None or state.outcome is not before or route.allocation is None:
             route.on_allocation(stock_records.allocation_record(state))  # not per line answer: per outcome
         load_key = _partition_key(loads, b"~workload", loads.partition(key))
-        workload = routing.Workload.from_bytes(loads.get(load_key))
+        workload = routing.Workload.from_bytes(loads.get(load_key) if route.may_route(action) else None)
         share = routing.Share(loads.partition(key), settings.partitions)
         step = route.step(rules.current(), workload, _now_ms(), share, action)
         if step is not None and step.outcome == "cancelled" and step.actor:
@@ -238,14 +236,12 @@ def register_allocation(app: faust.App, settings: Settings, rules: RulesHolder) 
         if step is not None:
             out.append((routed, key, routing_records.encode_step(step)))
         await publish(out)
+        state.routing = route.to_dict()
         table.set(key, state.to_bytes())
         if state.expires_at_ms is None:
             deadlines.delete(key)
         else:
             deadlines.set(key, str(state.expires_at_ms).encode())
-        route_bytes = route.to_bytes()
-        if route_bytes != stored_route:
-            routes.set(key, route_bytes)
         if step is not None and step.decision is not None and step.decision.shipments:
             workload.forget_before(time.strftime("%Y-%m-%d", time.gmtime(time.time() - 2 * 86400)))
             loads.set(load_key, workload.to_bytes())

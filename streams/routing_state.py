@@ -87,6 +87,18 @@ class OrderRouting:
     def from_bytes(cls, key: str, data: bytes | None) -> OrderRouting:
         return cls(**orjson.loads(data)) if data else cls(key)
 
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data, kept inside the order's allocation state (one table write per event, not two)."""
+        return dict(self.__dict__)
+
+    @classmethod
+    def from_dict(cls, key: str, data: dict[str, Any] | None) -> OrderRouting:
+        return cls(**data) if data else cls(key)
+
+    def may_route(self, action: Action | None) -> bool:
+        """Whether ``step`` could call the router now (only then is the node workload needed)."""
+        return self.last is None or (action is not None and action.action == "release")
+
     # ------------------------------------------------------------------------------------ inputs
 
     def on_order(self, order: OrderEvent) -> None:
