@@ -8,15 +8,14 @@ comes back as a new dead letter pointing at the replayed record.
 
 from __future__ import annotations
 
-import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import redis
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Producer
 
 from infra.process import ServiceError
+from oms.routing_ops import read_topic
 from oms.settings import Settings
 from schemas.codec import CodecError
 from schemas.order import DeadLetter
@@ -41,41 +40,14 @@ class Selection:
 
 def read_dead_letters(settings: Settings, selection: Selection, idle_timeout: float = 2.0) -> Iterator[DeadLetter]:
     """Every dead letter on the topic from the start to its current end, filtered."""
-    topic = DEAD_LETTERS.full_name(settings.topic_prefix)
-    consumer = Consumer(
-        {
-            "bootstrap.servers": settings.kafka_bootstrap,
-            "group.id": f"oms-dlq-reader-{uuid.uuid4()}",
-            "enable.auto.commit": False,
-            "enable.partition.eof": True,
-        }
-    )
-    try:
-        meta = consumer.list_topics(topic, timeout=10).topics.get(topic)
-        if meta is None or meta.error is not None:
-            raise ServiceError(f"topic {topic} does not exist yet: run `oms up` (or `oms topics create`)")
-        ends = {}
-        for p in meta.partitions:
-            _, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
-            if high > 0:
-                ends[p] = high
-        consumer.assign([TopicPartition(topic, p, 0) for p in ends])
-        deadline = time.monotonic() + idle_timeout
-        while ends and time.monotonic() < deadline:
-            for msg in consumer.consume(num_messages=500, timeout=0.2):
-                deadline = time.monotonic() + idle_timeout
-                partition, offset = msg.partition(), msg.offset()
-                if msg.error() is None and partition is not None and offset is not None:
-                    if offset + 1 >= ends.get(partition, 0):
-                        ends.pop(partition, None)
-                    try:
-                        letter = DeadLetter.decode(msg.value() or b"")
-                    except (CodecError, ValueError):
-                        continue  # not ours to show; the topic has one writer per stage
-                    if selection.matches(letter):
-                        yield letter
-    finally:
-        consumer.close()
+
+    for msg in read_topic(settings, DEAD_LETTERS.full_name(settings.topic_prefix), idle_timeout, must_reach_end=False):
+        try:
+            letter = DeadLetter.decode(msg.value() or b"")
+        except (CodecError, ValueError):
+            continue  # not ours to show; the topic has one writer per stage
+        if selection.matches(letter):
+            yield letter
 
 
 def _replayed_key(settings: Settings, dead_letter_id: str) -> str:

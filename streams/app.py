@@ -224,7 +224,7 @@ def register_allocation(app: faust.App, settings: Settings, rules: RulesHolder) 
         load_key = _partition_key(loads, b"~workload", loads.partition(key))
         workload = routing.Workload.from_bytes(loads.get(load_key) if route.may_route(action) else None)
         share = routing.Share(loads.partition(key), settings.partitions)
-        step = route.step(rules.current(), workload, _now_ms(), share, action)
+        step = route.step(rules.rules, workload, _now_ms(), share, action)  # the timer reloads
         if step is not None and step.outcome == "cancelled" and step.actor:
             released = state.on_operator_cancel()
             log.info("order %s cancelled by %s: %d holds released", key.decode(), step.actor, len(released))

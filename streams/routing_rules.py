@@ -271,8 +271,6 @@ def parse_rules(text: str, source: str = "<routing rules>") -> Rules:
 
 def _problem(error: Mapping[str, Any], lines: TomlLines) -> str:
     loc = tuple(error["loc"])
-    line = lines.locate(loc)
-    path = ".".join(str(p) if not isinstance(p, int) else f"[{p}]" for p in loc).replace(".[", "[")
     message = str(error["msg"]).removeprefix("Value error, ")
     if error["type"] == "extra_forbidden":
         message = "unknown field (a typo?)"
@@ -281,7 +279,14 @@ def _problem(error: Mapping[str, Any], lines: TomlLines) -> str:
     got = error.get("input")
     quiet = error["type"] in ("missing", "extra_forbidden", "value_error") or isinstance(got, dict | list)
     shown = "" if quiet else f" (got {got!r})"
-    return f"{f'line {line}: ' if line else ''}{path or '(top level)'}: {message}{shown}"
+    return _at(loc, lines, message + shown)
+
+
+def _at(path: tuple[str | int, ...], lines: TomlLines, message: str) -> str:
+    """``line N: a.b[2].c: message``, the line when the text defines that path."""
+    line = lines.locate(path)
+    shown = ".".join(str(p) if not isinstance(p, int) else f"[{p}]" for p in path).replace(".[", "[")
+    return f"{f'line {line}: ' if line else ''}{shown or '(top level)'}: {message}"
 
 
 def _cross_checks(doc: _Document, lines: TomlLines) -> list[str]:
@@ -289,9 +294,7 @@ def _cross_checks(doc: _Document, lines: TomlLines) -> list[str]:
     problems: list[str] = []
 
     def add(path: tuple[str | int, ...], message: str) -> None:
-        line = lines.locate(path)
-        shown = ".".join(str(p) if not isinstance(p, int) else f"[{p}]" for p in path).replace(".[", "[")
-        problems.append(f"{f'line {line}: ' if line else ''}{shown}: {message}")
+        problems.append(_at(path, lines, message))
 
     ids = [n.id for n in doc.node]
     for i, node in enumerate(doc.node):
