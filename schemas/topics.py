@@ -137,6 +137,23 @@ CHANNEL_STOCK = TopicSpec(
     description="Stock sync -> channel connectors: the latest value per (channel, sku), paced to the channel's quota.",
 )
 
+ALERTS = TopicSpec(
+    name="alerts.v1",
+    key="dedupe key kind:subject (utf-8)",
+    value="Alert: one state (firing, acked, resolved) of an anomaly the detectors found, with its evidence",
+    value_schemas=("alert",),
+    description="Detectors -> ClickHouse, the webhook (Slack-compatible) and `oms alerts list`.",
+)
+
+ALERT_ACTIONS = TopicSpec(
+    name="alert-actions.v1",
+    key="alert id (utf-8)",
+    value="AlertAction: an operator acknowledges an alert (oms alerts ack)",
+    value_schemas=("alert_action",),
+    partitions=1,
+    description="Operators -> the detectors, which write the acked state to alerts.v1 (one writer per topic).",
+)
+
 RAW_ORDERS: tuple[TopicSpec, ...] = tuple(raw_orders(c) for c in CHANNELS)
 ALL: tuple[TopicSpec, ...] = (
     *RAW_ORDERS,
@@ -151,6 +168,8 @@ ALL: tuple[TopicSpec, ...] = (
     HOLD_ACTIONS,
     INVENTORY,
     CHANNEL_STOCK,
+    ALERTS,
+    ALERT_ACTIONS,
 )
 
 

@@ -38,19 +38,36 @@ class SinkStats:
     failed_flushes: int = 0
 
 
+@dataclass(frozen=True)
+class Origin:
+    """Where a consumed record sits in Kafka, and its record time."""
+
+    topic: str
+    partition: int
+    offset: int
+    timestamp_ms: int
+
+
 @dataclass
 class SinkSpec(Generic[Row]):
     """What a sink reads and how it writes. ``to_row`` raises Undecodable for a bad record.
 
     ``locate``, when given, stamps each decoded row with its record's partition and offset, for
     writers that keep only the newest record of a key (the ledger's order is its offsets).
+    ``from_record``, when given, replaces ``to_row`` for sinks that read several topics or key rows
+    by their Kafka position: it gets the record's ``Origin`` too.
     """
 
     name: str
-    topic: str
-    to_row: Callable[[bytes], Row]
+    topic: str | tuple[str, ...]
     write: Callable[[list[Row]], None]
+    to_row: Callable[[bytes], Row] | None = None
     locate: Callable[[Row, int, int], Row] | None = None
+    from_record: Callable[[Origin, bytes], Row] | None = None
+
+    @property
+    def topics(self) -> list[str]:
+        return [self.topic] if isinstance(self.topic, str) else list(self.topic)
 
 
 def run_sink(
@@ -95,7 +112,7 @@ def run_sink(
         except Exception:
             sink.forget({(tp.topic, tp.partition) for tp in partitions})
 
-    consumer.subscribe([spec.topic], on_revoke=on_revoke)
+    consumer.subscribe(spec.topics, on_revoke=on_revoke)
     backoff = 0.5
     try:
         while not stop.is_set():
@@ -153,7 +170,13 @@ def _take(
     stats.consumed += 1
     value = msg.value() or b""
     try:
-        row = spec.to_row(value)
+        if spec.from_record is not None:
+            _, stamp = msg.timestamp()
+            row = spec.from_record(Origin(topic, partition, offset, stamp if stamp > 0 else 0), value)
+        elif spec.to_row is not None:
+            row = spec.to_row(value)
+        else:
+            raise TypeError(f"sink {spec.name} has neither to_row nor from_record")
     except Undecodable as exc:
         letter = DeadLetter.of(
             tenant=settings.tenant,
