@@ -44,8 +44,12 @@ class InventoryMachine(RuleBasedStateMachine):
             self.versions[warehouse] = 0
 
     def _do(self, command: Callable[[], list[Movement]]) -> list[Movement]:
+        """Apply; remember it for the duplicate rule only if it acted (a restock before its hold shipped is
+        ignored, and the same restock after the ship is its first effective delivery, not a duplicate)."""
+        before = (copy.deepcopy(self.stock.rows), copy.deepcopy(self.stock.holds))
         moves = self._account(command())
-        self.applied.append(command)
+        if before != (self.stock.rows, self.stock.holds):
+            self.applied.append(command)
         return moves
 
     def _account(self, moves: list[Movement]) -> list[Movement]:
