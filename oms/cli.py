@@ -92,6 +92,69 @@ def _sink(settings: Settings, _: argparse.Namespace) -> int:
     return 0
 
 
+def _migrate(settings: Settings, _: argparse.Namespace) -> int:
+    from infra.clickhouse import chdb_owner, get_client
+    from sinks.clickhouse import migrate
+
+    owner = chdb_owner(settings) if settings.clickhouse_embedded else None
+    if owner is not None:
+        raise ServiceError(
+            f"the embedded ClickHouse is open in process {owner}, which applied every migration when it started; "
+            "stop it to migrate by hand"
+        )
+    applied = migrate(get_client(settings))
+    where = "embedded ClickHouse" if settings.clickhouse_embedded else settings.clickhouse_url
+    print("\n".join(f"applied {name}" for name in applied) or f"{where}: every migration is applied")
+    return 0
+
+
+def _sql(settings: Settings, args: argparse.Namespace) -> int:
+    from oms.analytics import QueryError, query, render
+
+    try:
+        print(render(query(settings, args.query), args.format))
+    except QueryError as exc:
+        print(f"oms sql: ClickHouse refused the query: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _report(settings: Settings, args: argparse.Namespace) -> int:
+    from oms.analytics import REPORTS, QueryError, query, render, report_sql
+
+    try:
+        result = query(settings, report_sql(args.name, sku=args.sku, limit=args.limit))
+    except QueryError as exc:
+        print(
+            f"oms report {args.name}: {exc}\n  (has `oms migrate` run? `oms sink` applies it at start)", file=sys.stderr
+        )
+        return 2
+    if args.format == "table":
+        print(f"{REPORTS[args.name][0]} (live views, refreshed every 5 s)\n")
+    print(render(result, args.format))
+    return 0
+
+
+def _alerts(settings: Settings, args: argparse.Namespace) -> int:
+    import getpass
+
+    from oms.alerting import send_ack
+    from oms.analytics import QueryError, alerts_sql, query, render
+
+    if args.action == "ack":
+        if not args.alert:
+            raise ServiceError("ack needs the alert id: `oms alerts ack ID` (ids are in `oms alerts list`)")
+        send_ack(settings, args.alert, args.by or getpass.getuser(), args.note or "")
+        print(f"ack sent for {args.alert}; the detectors record it within a second (`oms alerts list`)")
+        return 0
+    try:
+        print(render(query(settings, alerts_sql(args.all, args.limit)), args.format))
+    except QueryError as exc:
+        print(f"oms alerts list: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def _connectors(settings: Settings, _: argparse.Namespace) -> int:
     from connectors.webhooks import serve
 
@@ -559,6 +622,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add("worker", _worker, "Run a stream worker (faust) in the foreground.")
     add("sink", _sink, "Run the ClickHouse and Redis sinks in the foreground (owns the embedded ClickHouse).")
+    add("migrate", _migrate, "Apply the ClickHouse schema migrations not yet applied (idempotent).")
+    sq = add("sql", _sql, "Run a read-only SQL query on the analytics store (also while the pipeline runs).")
+    sq.add_argument("query", help='e.g. "SELECT channel, count() FROM orders FINAL GROUP BY channel"')
+    sq.add_argument("--format", choices=["table", "json", "csv"], default="table")
+    rep = add("report", _report, "Live reports from the KPI views: sales, sla, stock, oversell, channels.")
+    rep.add_argument("name", choices=["sales", "sla", "stock", "oversell", "channels"])
+    rep.add_argument("--sku", help="stock, oversell: only this SKU")
+    rep.add_argument("--limit", type=int, default=50, help="stock, oversell: at most N rows (default 50)")
+    rep.add_argument("--format", choices=["table", "json", "csv"], default="table")
+    al = add("alerts", _alerts, "Alerts: list the open ones (--all: also resolved), or acknowledge one.")
+    al.add_argument("action", choices=["list", "ack"])
+    al.add_argument("alert", nargs="?", help="ack: the alert id from `oms alerts list`")
+    al.add_argument("--all", action="store_true", help="list: resolved alerts too")
+    al.add_argument("--limit", type=int, default=50, help="list: the newest N (default 50)")
+    al.add_argument("--by", help="ack: who is on it (default: your login)")
+    al.add_argument("--note", help="ack: a note kept with the ack")
+    al.add_argument("--format", choices=["table", "json", "csv"], default="table")
     conn = add("connectors", _connectors, "Channel connectors.")
     conn.add_argument("action", choices=["serve"], help="serve: the webhook service, POST /webhooks/{channel}")
     dlq = add("dlq", _dlq, "Dead letters: list them, or re-drive them through normalization after a fix.")

@@ -10,8 +10,8 @@ import signal
 import socket
 import sys
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,13 +22,14 @@ from clickhouse_connect.driver.client import Client
 from infra.process import ManagedProcess, ServiceError, wait_until
 from oms.settings import ENV_PREFIX, Settings
 from schemas.topics import INVENTORY, ORDERS
-from sinks.clickhouse import orders_sink
+from sinks.clickhouse import clickhouse_sink
 from sinks.redis_model import OrderStatusModel, order_status_sink
 from sinks.runner import SinkSpec, SinkStats, run_sink
 from sinks.stock_model import StockModel, stock_sink
 
 if TYPE_CHECKING:
     from connectors.channel_stock import ChannelStockStats
+    from oms.alerting import DeliveryStats, DetectorStats
 
 
 def run_worker(settings: Settings) -> None:
@@ -91,14 +92,29 @@ class Sinks:
     threads: list[threading.Thread] = field(default_factory=list)
     stats: dict[str, SinkStats] = field(default_factory=dict)
     errors: list[BaseException] = field(default_factory=list)
+    detector_stats: DetectorStats = field(default_factory=lambda: _detector_stats())
+    delivery_stats: DeliveryStats = field(default_factory=lambda: _delivery_stats())
+    query_address: str | None = None
+
+
+def _detector_stats() -> DetectorStats:
+    from oms.alerting import DetectorStats
+
+    return DetectorStats()
+
+
+def _delivery_stats() -> DeliveryStats:
+    from oms.alerting import DeliveryStats
+
+    return DeliveryStats()
 
 
 def sink_specs(settings: Settings, client: Client) -> list[SinkSpec[Any]]:
-    """ClickHouse orders and Redis order status from orders.v1; Redis stock from the inventory.v1 ledger."""
+    """Every fact topic into ClickHouse; Redis order status from orders.v1; Redis stock from the inventory.v1 ledger."""
     orders = ORDERS.full_name(settings.topic_prefix)
     store = redis.Redis.from_url(settings.redis_url)
     return [
-        orders_sink(client, orders),
+        clickhouse_sink(client, settings.topic_prefix),
         order_status_sink(OrderStatusModel(store, prefix=settings.topic_prefix), orders),
         stock_sink(StockModel(store, prefix=settings.topic_prefix), INVENTORY.full_name(settings.topic_prefix)),
     ]
@@ -108,15 +124,21 @@ CHANNEL_STOCK_SINK = "channel-stock"
 
 
 @contextmanager
-def running_sinks(settings: Settings, client: Client, channel_stock: bool = True) -> Iterator[Sinks]:
+def running_sinks(
+    settings: Settings, client: Client, channel_stock: bool = True, detectors: bool = True
+) -> Iterator[Sinks]:
     """Run the sinks of ``sink_specs`` as threads until the block exits, and (unless ``channel_stock`` is
     False) the stock sync: ATS per channel from the inventory.v1 ledger to Redis and channel.stock.v1.
 
     The stock sync is a thread of its own, not a ``SinkSpec``: it rebuilds its rows from the ledger's
     start, paces its writes per channel and commits only what was written (connectors/channel_stock.py).
     Its rules file is read first, so a bad one stops `oms sink` at start with the line to fix.
+
+    Also (unless ``detectors`` is False) the anomaly detectors and, with OMS_ALERT_WEBHOOK_URL set, the
+    alert delivery; and, on the embedded ClickHouse, the read-only query service for other processes.
     """
     sinks = Sinks()
+    stack = ExitStack()
     if channel_stock:
         from connectors.channel_stock import ChannelStockStats, RulesError, load_rules, rules_path
 
@@ -135,6 +157,14 @@ def running_sinks(settings: Settings, client: Client, channel_stock: bool = True
         )
         thread.start()
         sinks.threads.append(thread)
+    if detectors:
+        _start(sinks, "detectors", _run_detectors_thread, settings)
+        if settings.alert_webhook_url:
+            _start(sinks, "alert-webhook", _run_webhook_thread, settings)
+    if settings.clickhouse_embedded:
+        from oms.analytics import serving_queries
+
+        sinks.query_address = stack.enter_context(serving_queries(settings))
     for spec in sink_specs(settings, client):
         stats = sinks.stats.setdefault(spec.name, SinkStats())
         thread = threading.Thread(
@@ -151,6 +181,33 @@ def running_sinks(settings: Settings, client: Client, channel_stock: bool = True
         sinks.stop.set()
         for thread in sinks.threads:
             thread.join(timeout=30)
+        stack.close()
+
+
+def _start(sinks: Sinks, name: str, target: Callable[[Settings, Sinks], None], settings: Settings) -> None:
+    thread = threading.Thread(target=target, args=(settings, sinks), name=f"sink-{name}", daemon=True)
+    thread.start()
+    sinks.threads.append(thread)
+
+
+def _run_detectors_thread(settings: Settings, sinks: Sinks) -> None:
+    from oms.alerting import run_detectors
+
+    try:
+        run_detectors(settings, sinks.stop, sinks.detector_stats)
+    except BaseException as exc:  # surfaced to the owner through sinks.errors
+        logging.getLogger(__name__).exception("detectors crashed")
+        sinks.errors.append(exc)
+
+
+def _run_webhook_thread(settings: Settings, sinks: Sinks) -> None:
+    from oms.alerting import run_alert_webhook
+
+    try:
+        run_alert_webhook(settings, sinks.stop, sinks.delivery_stats)
+    except BaseException as exc:  # surfaced to the owner through sinks.errors
+        logging.getLogger(__name__).exception("alert webhook crashed")
+        sinks.errors.append(exc)
 
 
 def _run_sink_thread(settings: Settings, spec: SinkSpec[Any], sinks: Sinks, stats: SinkStats) -> None:

@@ -111,6 +111,22 @@ class Settings(BaseSettings):
         default=5.0, gt=0, le=3600, description="How often the routing rules file is checked."
     )
 
+    query_port: int = Field(
+        default=0, ge=0, le=65535, description="Where the embedded ClickHouse owner answers queries (0: any free)."
+    )
+    alert_webhook_url: str = Field(default="", description="Slack-compatible webhook for alerts. Empty: off.")
+    alert_webhook_timeout_s: float = Field(default=5.0, gt=0, le=120, description="Per webhook request.")
+    alert_retry_max_s: float = Field(
+        default=60.0, gt=0, le=3600, description="Webhook retries back off up to this wait, and keep trying."
+    )
+    detector_tick_s: float = Field(default=1.0, gt=0, le=60, description="How often time-based detectors run.")
+    spike_bucket_s: float = Field(
+        default=10.0, ge=1, le=3600, description="Order-rate and dead-letter spikes compare buckets of this length."
+    )
+    spike_min_orders: int = Field(default=30, ge=1, description="A bucket needs this many orders to be a spike.")
+    price_min_samples: int = Field(
+        default=20, ge=3, description="Earlier sales of a SKU needed before a price error can fire."
+    )
     webhook_host: str = Field(default="127.0.0.1", description="`oms connectors serve` bind address.")
     webhook_port: int = Field(default=8080, ge=1, le=65535)
     webhook_public_url: str = Field(

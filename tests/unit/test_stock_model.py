@@ -83,7 +83,8 @@ def test_the_model_refuses_a_row_without_its_ledger_position() -> None:
 
 def test_oms_sink_runs_the_stock_sink_on_the_prefixed_ledger_next_to_the_order_sinks() -> None:
     specs = {s.name: s for s in sink_specs(Settings(topic_prefix="run1."), client=object())}  # type: ignore[arg-type]
-    assert set(specs) == {"clickhouse-orders", "redis-order-status", "redis-stock"}
+    assert set(specs) == {"clickhouse", "redis-order-status", "redis-stock"}
+    assert "run1.orders.v1" in specs["clickhouse"].topics and "run1.alerts.v1" in specs["clickhouse"].topics
     assert specs["redis-stock"].topic == "run1.inventory.v1"
     assert specs["redis-order-status"].topic == "run1.orders.v1"
 
