@@ -218,6 +218,7 @@ def detector_config(settings: Settings) -> DetectorConfig:
         bucket_ms=int(settings.spike_bucket_s * 1000),
         spike_min_orders=settings.spike_min_orders,
         price_min_samples=settings.price_min_samples,
+        ship_by_confirm_ms=int(settings.ship_by_confirm_s * 1000),
     )
 
 

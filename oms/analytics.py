@@ -285,6 +285,6 @@ def report_sql(name: str, sku: str | None = None, limit: int = 50) -> str:
 def alerts_sql(include_resolved: bool, limit: int) -> str:
     where = "" if include_resolved else "WHERE state != 'resolved'"
     return (
-        "SELECT alert_id, state, severity, kind, subject, summary, opened_at, updated_at, acked_by "
+        "SELECT opened_at, state, severity, kind, subject, summary, acked_by, alert_id "
         f"FROM alerts FINAL {where} ORDER BY opened_at DESC, alert_id LIMIT {int(limit)}"
     )

@@ -25,7 +25,7 @@ from connectors.simulator import Simulator, run_to_kafka
 from connectors.stock_load import load
 from infra import clickhouse, services, topics
 from infra.process import ServiceError, wait_until
-from oms import routing_ops
+from oms import alerts_demo, routing_ops
 from oms.runtime import running_sinks, spawn_worker, stop_process
 from oms.settings import Settings
 from schemas.order import CURRENCY_EXPONENT, DeadLetter, order_key
@@ -82,8 +82,15 @@ def run_demo(settings: Settings, timeout: float = 180.0, events: int = 600) -> i
     key = order_key(settings.tenant, "shopee", order_sn)
     bad = {f"bad-json-{run}": b'{"response": {"order_list": [', f"bad-shape-{run}": b'{"hello": "world"}'}
 
+    hook = alerts_demo.Receiver() if not settings.alert_webhook_url else None
+    if hook is not None:
+        # demo scale: 2 s rate buckets, so a spike has a baseline after 12 s instead of a minute
+        settings = settings.model_copy(
+            update={"alert_webhook_url": hook.url, "spike_bucket_s": 2.0, "spike_min_orders": 20}
+        )
     worker = spawn_worker(settings, "demo-worker")
     print(f"== worker started (pid {worker.pid()}, log {worker.log_file})")
+    injected = alerts_demo.Injection(run) if events else None
     try:
         with running_sinks(settings, client) as sinks:
             producer = RawProducer(settings)
@@ -116,10 +123,15 @@ def run_demo(settings: Settings, timeout: float = 180.0, events: int = 600) -> i
             wait_until(lambda: bool(model.get(key)), 30, 0.2)
             letters = dead_letters_for(settings, set(bad), timeout=60)
             channel, market, status, method, total, currency, units, skus, postcode = row()
-            flash = _flash_sale(settings, client, events, timeout) if events else None
+            extra = injected.stocked_skus if injected is not None else ()
+            flash = _flash_sale(settings, client, events, timeout, extra) if events else None
             routed = _routing(settings, flash) if flash is not None else None
+            reports = alerts_demo.live_reports(settings) if flash is not None else None
+            alerted = alerts_demo.inject(settings, producer, injected, hook, sinks) if injected is not None else None
     finally:
         stop_process(worker)
+        if hook is not None:
+            hook.close()
 
     print(f"\n== order {key}  (visible in ClickHouse {latency:.1f}s after the produce)")
     print(f"   {channel} {market}, status {status}, paid by {method}, total {total} minor units {currency}")
@@ -133,8 +145,13 @@ def run_demo(settings: Settings, timeout: float = 180.0, events: int = 600) -> i
         ok = _print_flash_sale(flash) and ok
     if routed is not None:
         ok = _print_routing(settings, routed) and ok
+    if reports is not None:
+        alerts_demo.print_reports(reports)
+    if alerted is not None:
+        ok = alerts_demo.print_alerts(alerted) and ok
     print(
-        "\nNext: `oms holds list` (then `oms holds release|cancel ORDER`), `oms replay --rules FILE --from T`, "
+        "\nNext: `oms report sales|sla|stock|oversell|channels`, `oms alerts list` (then `oms alerts ack ID`), "
+        '`oms sql "..."` (while `oms sink` runs), `oms holds list`, `oms replay --rules FILE --from T`, '
         "`oms dlq list`, `oms status`; services keep running until `oms down`."
     )
     return 0 if ok else 1
@@ -152,12 +169,14 @@ class FlashSale:
     began_ms: int
 
 
-def _flash_sale(settings: Settings, client: Client, events: int, timeout: float) -> FlashSale:
+def _flash_sale(
+    settings: Settings, client: Client, events: int, timeout: float, extra_skus: Sequence[str] = ()
+) -> FlashSale:
     """Simulated traffic on every channel and market through the running worker and sinks."""
     seed = random.randrange(1, 1_000_000)
     sim = Simulator(seed=seed, skus=60)
     keys = sorted({order_key(settings.tenant, e.channel, e.order_id) for e in sim.events(events) if e.kind == "order"})
-    stocked = _load_stock(settings, [sku.code for sku in sim.catalog])
+    stocked = _load_stock(settings, [sku.code for sku in sim.catalog], extra_skus)
     print(f"\n== mini flash sale: {events} deliveries on every channel and market (seed {seed})")
     print(f"   stock: {stocked}")
     began_ms = int(time.time() * 1000)
@@ -205,12 +224,13 @@ def _redis(settings: Settings) -> Any:
     return redis.Redis.from_url(settings.redis_url)
 
 
-def _load_stock(settings: Settings, skus: list[str]) -> str:
+def _load_stock(settings: Settings, skus: list[str], extra_skus: Sequence[str] = ()) -> str:
     """Stock for the catalog in every node of the routing rules: hot SKUs scarce, the rest plenty."""
     rules = load_rules(settings.routing_rules_path())
     rows = [
         f"{sku},{node.id},{2 if i < 3 else 40}" for i, sku in enumerate(skus) for node in rules.nodes
     ]  # the first SKUs are the simulator's hot ones: they sell out
+    rows += [f"{sku},{node.id},500" for sku in extra_skus for node in rules.nodes]
     path = settings.data_path / "demo-stock.csv"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("sku,warehouse,on_hand\n" + "\n".join(rows) + "\n")

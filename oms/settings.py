@@ -124,6 +124,9 @@ class Settings(BaseSettings):
         default=10.0, ge=1, le=3600, description="Order-rate and dead-letter spikes compare buckets of this length."
     )
     spike_min_orders: int = Field(default=30, ge=1, description="A bucket needs this many orders to be a spike.")
+    ship_by_confirm_s: float = Field(
+        default=60.0, ge=0, le=86400, description="An order must stay at ship-by risk this long before it alerts."
+    )
     price_min_samples: int = Field(
         default=20, ge=3, description="Earlier sales of a SKU needed before a price error can fire."
     )

@@ -91,6 +91,9 @@ class DetectorConfig:
     dead_letter_warmup_buckets: int = 0
     #: individual ship-by alerts open at once; further at-risk orders are counted in one summary alert
     max_ship_by_alerts: int = 50
+    #: an order must stay at risk this long in arrival time before it alerts: a burst of late-arriving
+    #: events (a channel catching up, a replay) moves the clock ahead of updates still on their way
+    ship_by_confirm_ms: int = 0
     #: statuses that still count as "not shipped yet" for ship-by risk
     ship_by_risk_statuses: tuple[str, ...] = AT_RISK_STATUSES
 
@@ -340,6 +343,7 @@ class Detectors:
         self._due: list[tuple[int, str, int]] = []  # heap of (ship_by - margin, order_key, ship_by)
         self._ship_alerted: set[str] = set()  # order keys with an open individual ship-by alert
         self._overflow: set[str] = set()  # at-risk order keys counted in the summary alert instead
+        self._pending: dict[str, int] = {}  # at risk, waiting out ship_by_confirm_ms: key -> since (arrival)
 
     # --- the public surface ---
 
@@ -371,7 +375,10 @@ class Detectors:
             "warehouse": r.warehouse or "",
             "shorts": "1",
         }
-        summary = f"{r.sku} oversold: {channel} sold {r.quantity}, {r.available} available (order {r.order_key})"
+        summary = (
+            f"{r.sku} oversold: {channel} sold {r.quantity} that no node serving the order could reserve "
+            f"(order {r.order_key})"
+        )
         self._quiet[key] = _Quiet(r.at_ms, 1, self.config.oversell_quiet_ms, "shorts")
         return self._raise(OVERSELL, CRITICAL, subject, summary, evidence, r.at_ms)
 
@@ -568,6 +575,7 @@ class Detectors:
         if self._tracked.pop(key, None) is not None:
             self._compact_due()
         self._overflow.discard(key)  # the summary's count follows in _ship_by_summary
+        self._pending.pop(key, None)
         self._ship_alerted.discard(key)
         return self._resolve(_key(SHIP_BY_RISK, f"order:{key}"), at_ms, f"now {status}")
 
@@ -581,6 +589,16 @@ class Detectors:
             tracked = self._tracked.get(key)
             if tracked is None or tracked.ship_by_ms != ship_by or key in self._ship_alerted or key in self._overflow:
                 continue  # shipped, moved, or already counted: a stale heap entry
+            self._pending.setdefault(key, at_ms)
+        confirm = self.config.ship_by_confirm_ms
+        while self._pending:  # in the order they became at risk
+            key, since = next(iter(self._pending.items()))
+            if at_ms - since < confirm:
+                break
+            del self._pending[key]
+            tracked = self._tracked.get(key)
+            if tracked is None or key in self._ship_alerted or key in self._overflow:
+                continue
             if len(self._ship_alerted) < self.config.max_ship_by_alerts:
                 out += self._at_risk(key, tracked, self._clock, at_ms)
             else:

@@ -187,7 +187,10 @@ def test_oversell_short_fires_once_counts_repeats_and_resolves_after_quiet() -> 
         "critical",
         FIRING,
     )
-    assert fired.summary == "SKU-1 oversold: shopee sold 2, 0 available (order default:shopee:2)"
+    assert (
+        fired.summary
+        == "SKU-1 oversold: shopee sold 2 that no node serving the order could reserve (order default:shopee:2)"
+    )
     assert fired.evidence["channel"] == "shopee" and fired.evidence["order_key"] == "default:shopee:2"
     assert (fired.evidence["quantity"], fired.evidence["available"], fired.evidence["shorts"]) == ("2", "0", "1")
 
@@ -320,6 +323,19 @@ def test_ship_by_risk_fires_on_the_event_clock_and_resolves_when_shipped() -> No
     [resolved] = d.on_order(order(1, at_ms=T0 + 5000, status="shipped", event_time_ms=T0 + 12 * HOUR, first_seen=False))
     assert (resolved.dedupe_key, resolved.state, resolved.at_ms) == (fired.dedupe_key, RESOLVED, T0 + 5000)
     assert d._tracked == {} and d.open_alerts() == []
+
+
+def test_ship_by_risk_waits_out_the_confirm_period_so_updates_on_their_way_do_not_flap() -> None:
+    d = Detectors(DetectorConfig(ship_by_confirm_ms=60_000))
+    late = {"ship_by_ms": T0 - HOUR, "event_time_ms": T0}
+    assert d.on_order(order(1, at_ms=T0, **late)) == []
+    assert d.on_order(order(2, at_ms=T0 + 1000, **late)) == []
+    # order 1's shipped update arrives 30 s later: it never alerts
+    assert d.on_order(order(1, at_ms=T0 + 30_000, status="shipped", event_time_ms=T0, first_seen=False)) == []
+    assert d.tick(T0 + 59_000) == []
+    [fired] = d.tick(T0 + 61_000)
+    assert fired.subject == "order:default:shopee:2" and fired.state == "firing"
+    assert d.tick(T0 + 120_000) == [], "fired once"
 
 
 def test_ship_by_risk_overdue_on_arrival_and_canonical_statuses() -> None:
