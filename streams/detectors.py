@@ -35,6 +35,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
+from streams.routing import money as _money
+
 FIRING = "firing"
 RESOLVED = "resolved"
 
@@ -545,8 +547,8 @@ class Detectors:
             "cheap_sales": "1",
         }
         summary = (
-            f"{sku} sold on {order.channel} at {price} (minor units {order.currency}), "
-            f"{ratio:.2f}x its median {_num(median)} (order {order.order_key})"
+            f"{sku} sold on {order.channel} at {_money(price, order.currency)}, {ratio:.2f}x its median "
+            f"{_money(int(median), order.currency)} (order {order.order_key})"
         )
         self._quiet[key] = _Quiet(order.at_ms, 1, self.config.price_quiet_ms, "cheap_sales")
         return self._raise(PRICE_ERROR, CRITICAL, subject, summary, evidence, order.at_ms)
