@@ -6,6 +6,7 @@ Conversion to and from Avro is explicit: ``to_avro()`` / ``from_avro()``; nothin
 from __future__ import annotations
 
 import enum
+import hashlib
 import time
 from decimal import Decimal, InvalidOperation
 from typing import Any, Literal, Self
@@ -148,6 +149,28 @@ class Address(_Record):
     region: str | None = None
     city: str | None = None
     postcode: str | None = None
+    #: ``contact_key`` of the buyer's phone and street line: the same buyer matches across orders and
+    #: channels (COD fraud patterns) without the number or the address being kept
+    phone_key: str | None = None
+    address_key: str | None = None
+
+
+def contact_key(kind: str, value: object) -> str | None:
+    """A short stable hash of a phone (``kind="phone"``: its last 8 digits, so +65, 0 and local forms match) or
+    an address line (lower-case letters and digits only); None when absent, masked, too short or not
+    text. Lenient on purpose: an odd contact field never makes an order a dead letter."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str) or "*" in value:
+        return None
+    text = value
+    if kind == "phone":
+        digits = "".join(c for c in text if c.isdigit())
+        norm = digits[-8:] if len(digits) >= 8 else ""
+    else:
+        norm = "".join(c for c in text.lower() if c.isalnum())
+        norm = norm if len(norm) >= 8 else ""
+    return hashlib.sha256(f"{kind}:{norm}".encode()).hexdigest()[:16] if norm else None
 
 
 class RawRef(_Record):

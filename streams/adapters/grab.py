@@ -38,6 +38,7 @@ from schemas.order import (
     OrderStatus,
     OrderStatusUpdate,
     PaymentMethod,
+    contact_key,
     order_key,
 )
 from streams.adapters.base import Fields, RawInput, Rejected, canonical_fields, stable_event_id, status_update
@@ -215,7 +216,12 @@ def _order(raw: RawInput, order: Fields, tenant: str) -> OrderEvent:
             currency=money.currency,
             total_minor=_total(order, lines, money),
             lines=lines,
-            shipping=Address(country=market, postcode=address.optional_text("postcode") if address else None),
+            shipping=Address(
+                country=market,
+                postcode=address.optional_text("postcode") if address else None,
+                phone_key=contact_key("phone", receiver.obj.get("phones")) if receiver else None,
+                address_key=contact_key("address", address.obj.get("address")) if address else None,
+            ),
             ship_by_ms=ship_by_ms,
             created_ms=created_ms,
             event_time_ms=event_ms,

@@ -43,6 +43,7 @@ from schemas.order import (
     OrderStatus,
     OrderStatusUpdate,
     PaymentMethod,
+    contact_key,
     order_key,
 )
 from streams.adapters.base import Fields, RawInput, Rejected, canonical_fields, stable_event_id, status_update
@@ -228,6 +229,8 @@ def _order(raw: RawInput, order: Fields, units: list[Fields], tenant: str) -> Or
                 region=address.optional_text("address3") if address else None,
                 city=(address.optional_text("city") or address.optional_text("address4")) if address else None,
                 postcode=(address.optional_text("post_code") or address.optional_text("address5")) if address else None,
+                phone_key=contact_key("phone", address.obj.get("phone")) if address else None,
+                address_key=contact_key("address", address.obj.get("address1")) if address else None,
             ),
             ship_by_ms=None,
             created_ms=created_ms,

@@ -18,6 +18,7 @@ from schemas.order import (
     OrderLine,
     OrderStatus,
     PaymentMethod,
+    contact_key,
     order_key,
 )
 from streams.adapters.base import Fields, RawInput, Rejected, canonical_fields, stable_event_id
@@ -108,6 +109,8 @@ def _order(raw: RawInput, order: Fields, tenant: str) -> OrderEvent:
                 region=shipping.optional_text("region") if shipping else None,
                 city=shipping.optional_text("city") if shipping else None,
                 postcode=shipping.optional_text("postcode") if shipping else None,
+                phone_key=contact_key("phone", shipping.obj.get("phone")) if shipping else None,
+                address_key=contact_key("address", shipping.obj.get("address")) if shipping else None,
             ),
             created_ms=created_ms,
             event_time_ms=event_ms,

@@ -19,6 +19,7 @@ from schemas.order import (
     OrderStatus,
     OrderStatusUpdate,
     PaymentMethod,
+    contact_key,
     order_key,
 )
 from streams.adapters.base import (
@@ -159,6 +160,8 @@ def _order(raw: RawInput, order: Fields, tenant: str) -> OrderEvent:
                 region=address.optional_text("state") if address else None,
                 city=address.optional_text("city") if address else None,
                 postcode=address.optional_text("zipcode") if address else None,
+                phone_key=contact_key("phone", address.obj.get("phone")) if address else None,
+                address_key=contact_key("address", address.obj.get("full_address")) if address else None,
             ),
             ship_by_ms=epoch_s_to_ms(ship_by) if ship_by else None,
             created_ms=created_ms,

@@ -22,6 +22,7 @@ from schemas.order import (
     OrderLine,
     OrderStatus,
     PaymentMethod,
+    contact_key,
     order_key,
 )
 from streams.adapters.base import Fields, RawInput, Rejected, canonical_fields, stable_event_id
@@ -167,6 +168,8 @@ def _order(raw: RawInput, order: Fields, tenant: str) -> OrderEvent:
                 region=address.optional_text("province") if address else None,
                 city=address.optional_text("city") if address else None,
                 postcode=address.optional_text("zip") if address else None,
+                phone_key=contact_key("phone", address.obj.get("phone")) if address else None,
+                address_key=contact_key("address", address.obj.get("address1")) if address else None,
             ),
             created_ms=created_ms,
             event_time_ms=event_ms,

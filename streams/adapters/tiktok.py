@@ -33,6 +33,7 @@ from schemas.order import (
     OrderStatus,
     OrderStatusUpdate,
     PaymentMethod,
+    contact_key,
     order_key,
 )
 from streams.adapters.base import (
@@ -201,6 +202,8 @@ def _order(raw: RawInput, order: Fields, tenant: str, channel: str) -> OrderEven
                 region=region,
                 city=city,
                 postcode=address.optional_text("postal_code") if address else None,
+                phone_key=contact_key("phone", address.obj.get("phone_number")) if address else None,
+                address_key=contact_key("address", address.obj.get("full_address")) if address else None,
             ),
             ship_by_ms=epoch_s_to_ms(ship_by) if ship_by else None,
             created_ms=created_ms,

@@ -29,6 +29,7 @@ from schemas.order import (
     OrderLine,
     OrderStatus,
     PaymentMethod,
+    contact_key,
     order_key,
 )
 from streams.adapters import tiktok
@@ -137,7 +138,9 @@ def _order(raw: RawInput, order: Fields, tenant: str) -> OrderEvent:
             currency=currency,
             total_minor=amounts.money("ttl_amount", currency),
             lines=tuple(_lines(order, currency)),
-            shipping=Address(country=MARKET, region=region, city=city, postcode=postcode),
+            shipping=Address(
+                country=MARKET, region=region, city=city, postcode=postcode, **_contact(order.obj.get("recipient"))
+            ),
             ship_by_ms=None,
             created_ms=created_ms,
             event_time_ms=event_ms,
@@ -168,6 +171,15 @@ def _address(order: Fields) -> tuple[str | None, str | None, str | None]:
         _in_clear(address_fields.optional_text("city")),
         _in_clear(address_fields.optional_text("postal_code")),
     )
+
+
+def _contact(recipient: object) -> dict[str, str | None]:
+    """Hashed phone and address line of the recipient when in clear (masked or encrypted ones: None)."""
+    if not isinstance(recipient, dict):
+        return {}
+    address = recipient.get("address")
+    line = address.get("address_full") if isinstance(address, dict) else None
+    return {"phone_key": contact_key("phone", recipient.get("phone")), "address_key": contact_key("address", line)}
 
 
 def _in_clear(value: Any) -> str | None:

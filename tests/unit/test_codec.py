@@ -80,15 +80,19 @@ def _rabin64(data: bytes) -> int:
     return fp
 
 
-def _order_event_v1_json() -> dict[str, Any]:
-    text = resources.files("schemas").joinpath("avro", "order_event.v1.avsc").read_text(encoding="utf-8")
+LATEST = latest("order_event").version
+
+
+def _order_event_latest_json(version: int = LATEST) -> dict[str, Any]:
+    text = resources.files("schemas").joinpath("avro", f"order_event.v{version}.avsc").read_text(encoding="utf-8")
     return json.loads(text)
 
 
 def _order_event_v2():
-    schema = copy.deepcopy(_order_event_v1_json())
+    """A next version (the newest shipped one plus a field), as a producer upgraded before us would write."""
+    schema = copy.deepcopy(_order_event_latest_json())
     schema["fields"].append({"name": "gift_message", "type": ["null", "string"], "default": None})
-    return schema_version("order_event", 2, schema)
+    return schema_version("order_event", LATEST + 1, schema)
 
 
 # --- round trips -------------------------------------------------------------------------------------
@@ -158,7 +162,7 @@ def test_encoded_record_starts_with_c3_01_and_the_writer_fingerprint() -> None:
 
 
 def test_header_fingerprint_is_little_endian_crc64_avro_of_the_canonical_schema() -> None:
-    canonical = to_parsing_canonical_form(_order_event_v1_json())
+    canonical = to_parsing_canonical_form(_order_event_latest_json())
     expected = _rabin64(canonical.encode("utf-8")).to_bytes(8, "little")
     assert _event().encode()[2:10] == expected
 
@@ -196,7 +200,7 @@ def test_decoding_a_header_cut_short_says_the_record_is_too_short(keep: int) -> 
 @pytest.mark.parametrize("keep", [10, 11, 20, -30, -1])
 def test_decoding_a_truncated_body_raises_codec_error_naming_the_schema(keep: int) -> None:
     data = _event().encode()[:keep]
-    with pytest.raises(CodecError, match=r"corrupt order_event\.v1 body"):
+    with pytest.raises(CodecError, match=rf"corrupt order_event\.v{LATEST} body"):
         codec("order_event").decode(data)
 
 
@@ -247,21 +251,21 @@ def test_decoding_garbage_after_a_valid_header_never_raises_anything_but_codec_e
 def test_encoding_a_record_missing_a_required_field_raises_codec_error() -> None:
     record = _event().to_avro()
     del record["tenant"]
-    with pytest.raises(CodecError, match=r"record does not fit order_event\.v1"):
+    with pytest.raises(CodecError, match=rf"record does not fit order_event\.v{LATEST}"):
         codec("order_event").encode(record)
 
 
 def test_encoding_a_field_of_the_wrong_type_raises_codec_error() -> None:
     record = _event().to_avro()
     record["total_minor"] = "lots"
-    with pytest.raises(CodecError, match=r"order_event\.v1"):
+    with pytest.raises(CodecError, match=rf"order_event\.v{LATEST}"):
         codec("order_event").encode(record)
 
 
 def test_encoding_an_int_beyond_avro_long_raises_codec_error() -> None:
     record = _event().to_avro()
     record["total_minor"] = 2**63
-    with pytest.raises(CodecError, match=r"record does not fit order_event\.v1"):
+    with pytest.raises(CodecError, match=rf"record does not fit order_event\.v{LATEST}"):
         codec("order_event").encode(record)
 
 
@@ -285,7 +289,7 @@ def test_a_v2_writer_stamps_the_v2_fingerprint() -> None:
 def test_a_v1_reader_that_knows_v2_decodes_v2_bytes_without_the_new_field() -> None:
     v2 = _order_event_v2()
     v1 = latest("order_event")
-    assert v1.version == 1
+    assert v1.version == LATEST
     writer = AvroCodec("order_event", writer=v2, known=(v2,))
     reader = AvroCodec("order_event", writer=v1, known=(v2,))
     event = _event()
@@ -309,6 +313,16 @@ def test_a_v1_reader_that_does_not_know_v2_refuses_v2_bytes() -> None:
     data = AvroCodec("order_event", writer=v2, known=(v2,)).encode({**_event().to_avro(), "gift_message": None})
     with pytest.raises(CodecError, match="unknown order_event schema fingerprint"):
         codec("order_event").decode(data)
+
+
+def test_orders_written_before_the_buyer_contact_keys_decode_with_them_unknown() -> None:
+    v1 = schema_version("order_event", 1, _order_event_latest_json(1))
+    record = _event().to_avro()
+    record["shipping"] = {k: v for k, v in record["shipping"].items() if k not in ("phone_key", "address_key")}
+    old = AvroCodec("order_event", writer=v1, known=(v1,)).encode(record)
+    decoded = OrderEvent.decode(old)
+    assert decoded.shipping.phone_key is None and decoded.shipping.address_key is None
+    assert decoded.order_key == _event().order_key
 
 
 # --- faust codecs ----------------------------------------------------------------------------------------

@@ -12,7 +12,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from schemas.order import Market, OrderChange, OrderEvent, OrderStatus, OrderStatusUpdate, PaymentMethod, decode_change
+from schemas.order import (
+    Market,
+    OrderChange,
+    OrderEvent,
+    OrderStatus,
+    OrderStatusUpdate,
+    PaymentMethod,
+    contact_key,
+    decode_change,
+)
 from streams.adapters import lazada
 from streams.adapters.base import RawInput, Rejected, parse_json
 from streams.lifecycle import OrderState, apply
@@ -118,7 +127,15 @@ def test_sample_payment_and_address_are_mapped() -> None:
         "region": "Kuala Lumpur",
         "city": "Kuala Lumpur",
         "postcode": "55100",
+        "phone_key": contact_key("phone", "60123456789"),
+        "address_key": contact_key("address", _sample_address_line()),
     }
+    assert event.shipping.phone_key is not None and event.shipping.address_key is not None
+
+
+def _sample_address_line() -> str:
+    line: str = SAMPLE["order"]["data"]["address_shipping"]["address1"]
+    return line
 
 
 def test_sample_event_encodes_to_avro_and_back() -> None:
