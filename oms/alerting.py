@@ -210,6 +210,8 @@ def order_seen(event: OrderEvent, at_ms: int, first: bool) -> OrderSeen:
         lines=tuple((line.sku, line.quantity, line.paid_price_minor) for line in event.lines),
         at_ms=at_ms,
         first_seen=first,
+        phone_key=event.shipping.phone_key,
+        address_key=event.shipping.address_key,
     )
 
 

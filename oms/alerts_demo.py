@@ -1,6 +1,6 @@
 """The demo's analytics and alerts part: live reports during the flash sale, then three injected problems
-(an oversell, a price error, an order spike), each of which must raise exactly one alert that reaches
-the webhook. The demo runs its own local webhook receiver unless OMS_ALERT_WEBHOOK_URL is set.
+(an oversell, a price error, an order spike, COD orders to one phone), each of which must raise exactly
+one alert that reaches the webhook. The demo runs its own local webhook receiver unless OMS_ALERT_WEBHOOK_URL is set.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from infra.process import ServiceError, wait_until
 from oms.analytics import QueryError, Result, query, render, report_sql
 from oms.runtime import Sinks
 from oms.settings import Settings
+from schemas.order import contact_key
 
 
 class _Hook(BaseHTTPRequestHandler):
@@ -72,18 +73,28 @@ class Injection:
         """Loaded with plenty of stock (the oversold SKU gets none)."""
         return (self.mispriced, self.spiking)
 
+    @property
+    def phone(self) -> str:
+        """A Singapore mobile number unique to this run."""
+        return "659" + str(int(self.run, 16) % 10**7).zfill(7)
+
     def expected(self) -> dict[str, tuple[str, str]]:
         return {
             "oversell": ("oversell", f"sku:{self.oversold}"),
             "price error": ("price_error", f"sku:{self.mispriced}"),
             "spike": ("order_spike", f"sku:{self.spiking}"),
+            "COD fraud": ("cod_fraud", f"phone:{contact_key('phone', self.phone)}"),
         }
 
 
-def shopee_order(order_sn: str, sku: str, price_minor: int, now_s: int) -> bytes:
-    """A paid Shopee SG order of one unit of ``sku`` at ``price_minor`` cents, made now."""
+def shopee_order(order_sn: str, sku: str, price_minor: int, now_s: int, cod_phone: str | None = None) -> bytes:
+    """A paid Shopee SG order of one unit of ``sku`` at ``price_minor`` cents, made now (COD to
+    ``cod_phone`` when given)."""
     body: dict[str, Any] = orjson.loads(sample("shopee_order_detail.json"))
     order = body["response"]["order_list"][0]
+    if cod_phone is not None:
+        order.update(cod=True, payment_method="Cash on Delivery")
+        order["recipient_address"]["phone"] = cod_phone
     item = dict(order["item_list"][0])
     price = price_minor / 100
     item.update(
@@ -112,14 +123,16 @@ def inject(
     settings: Settings, producer: RawProducer, injection: Injection, hook: Receiver | None, sinks: Sinks
 ) -> Alerted:
     """Steady sales of two SKUs (a baseline), then a price error, a spike and an oversell."""
-    print("\n== injecting problems: 16 s of steady sales of two SKUs, then a price error, a spike and an oversell")
+    print(
+        "\n== injecting problems: 16 s of steady sales of two SKUs, then a price error, a spike, an oversell, COD fraud"
+    )
     count = 0
 
-    def send(sku: str, price_minor: int) -> None:
+    def send(sku: str, price_minor: int, cod_phone: str | None = None) -> None:
         nonlocal count
         count += 1
         order_sn = f"DEMOA{injection.run}{count:05d}"
-        body = shopee_order(order_sn, sku, price_minor, int(time.time()))
+        body = shopee_order(order_sn, sku, price_minor, int(time.time()), cod_phone)
         producer.send("shopee", body, shop="shop-sg-001", delivery_id=f"alert-demo-{order_sn}")
 
     began = time.monotonic()
@@ -137,6 +150,9 @@ def inject(
     injected_at["spike"] = time.monotonic()
     send(injection.oversold, injection.price_minor)
     injected_at["oversell"] = time.monotonic()
+    for _ in range(5):
+        send(injection.mispriced, injection.price_minor, cod_phone=injection.phone)
+    injected_at["COD fraud"] = time.monotonic()
     producer.flush()
     print(
         "   sent: 1 order at SGD 1.00 (usually 29.90), a burst of 40 orders of one SKU, 1 order of a SKU with no stock"

@@ -24,6 +24,8 @@ Detectors (``DetectorConfig`` has the numbers):
 - ship_by_risk (warning): an order not shipped within the margin of its ship-by time, by the stream's
   event clock; beyond ``max_ship_by_alerts`` open ones, a single summary alert counts the rest.
 - dead_letter_spike (warning): dead letters per channel in a bucket far above their baseline.
+- cod_fraud (warning): many COD orders to one phone or one address (hashed) within a day, across
+  channels: fake orders, or a buyer who will refuse the parcels.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ OVERSELL = "oversell"
 ORDER_SPIKE = "order_spike"
 PRICE_ERROR = "price_error"
 SHIP_BY_RISK = "ship_by_risk"
+COD_FRAUD = "cod_fraud"
 DEAD_LETTER_SPIKE = "dead_letter_spike"
 
 #: the subject of the one alert that counts the at-risk orders beyond ``max_ship_by_alerts``
@@ -91,6 +94,11 @@ class DetectorConfig:
     dead_letter_factor: float = 4.0
     dead_letter_min: int = 20
     dead_letter_warmup_buckets: int = 0
+    #: COD fraud: this many COD orders to one phone or one address within the window
+    cod_fraud_min_orders: int = 4
+    cod_fraud_window_ms: int = 24 * _HOUR_MS
+    #: contacts remembered for COD fraud (oldest forgotten first)
+    cod_fraud_contacts: int = 200_000
     #: individual ship-by alerts open at once; further at-risk orders are counted in one summary alert
     max_ship_by_alerts: int = 50
     #: an order must stay at risk this long in arrival time before it alerts: a burst of late-arriving
@@ -124,6 +132,9 @@ class OrderSeen:
     lines: tuple[tuple[str, int, int], ...]
     at_ms: int
     first_seen: bool
+    #: hashed buyer phone and street line (schemas.order.contact_key); None when the channel hid them
+    phone_key: str | None = None
+    address_key: str | None = None
 
 
 @dataclass(frozen=True)
@@ -345,6 +356,7 @@ class Detectors:
         self._due: list[tuple[int, str, int]] = []  # heap of (ship_by - margin, order_key, ship_by)
         self._ship_alerted: set[str] = set()  # order keys with an open individual ship-by alert
         self._overflow: set[str] = set()  # at-risk order keys counted in the summary alert instead
+        self._cod: dict[str, deque[tuple[int, str, str]]] = {}  # contact -> recent COD orders (at, key, channel)
         self._pending: dict[str, int] = {}  # at risk, waiting out ship_by_confirm_ms: key -> since (arrival)
 
     # --- the public surface ---
@@ -356,6 +368,8 @@ class Detectors:
         if order.first_seen:  # rates and prices count an order once
             out += self._count_order(order)
             out += self._check_prices(order)
+            if order.is_cod:
+                out += self._check_cod(order)
         out += self._track_ship_by(order)
         out += self._check_ship_by(order.at_ms)
         return out
@@ -552,6 +566,49 @@ class Detectors:
         )
         self._quiet[key] = _Quiet(order.at_ms, 1, self.config.price_quiet_ms, "cheap_sales")
         return self._raise(PRICE_ERROR, CRITICAL, subject, summary, evidence, order.at_ms)
+
+    # --- COD fraud ---
+
+    def _check_cod(self, order: OrderSeen) -> list[Alert]:
+        """Many COD orders to one phone or one address in a day: fake orders or a buyer who refuses parcels."""
+        out: list[Alert] = []
+        window, least = self.config.cod_fraud_window_ms, self.config.cod_fraud_min_orders
+        for label, contact in (("phone", order.phone_key), ("address", order.address_key)):
+            if contact is None:
+                continue
+            seen = self._cod.pop(contact, None) or deque()
+            self._cod[contact] = seen  # most recently used last: the oldest contact is forgotten first
+            if len(self._cod) > self.config.cod_fraud_contacts:
+                self._cod.pop(next(iter(self._cod)))
+            seen.append((order.at_ms, order.order_key, order.channel))
+            while seen and seen[0][0] <= order.at_ms - window:
+                seen.popleft()
+            while len(seen) > 4 * least:  # enough evidence; bounded
+                seen.popleft()
+            subject = f"{label}:{contact}"
+            key = _key(COD_FRAUD, subject)
+            if key in self._open:
+                self._quiet[key].last_ms = max(self._quiet[key].last_ms, order.at_ms)
+                self._update_evidence(key, cod_orders=str(len(seen)), last_order=order.order_key)
+                continue
+            if len(seen) < least:
+                continue
+            channels = sorted({channel for _, _, channel in seen})
+            evidence = {
+                "cod_orders": str(len(seen)),
+                "window_h": _num(window / _HOUR_MS),
+                "orders": ",".join(k for _, k, _ in list(seen)[-5:]),
+                "channels": ",".join(channels),
+                "market": order.market,
+                "last_order": order.order_key,
+            }
+            summary = (
+                f"{len(seen)} COD orders to one {label} within {_num(window / _HOUR_MS)}h on "
+                f"{', '.join(channels)} ({order.market}); latest {order.order_key}"
+            )
+            self._quiet[key] = _Quiet(order.at_ms, len(seen), window, "cod_orders")
+            out += self._raise(COD_FRAUD, WARNING, subject, summary, evidence, order.at_ms)
+        return out
 
     # --- ship-by ---
 

@@ -50,6 +50,9 @@ def order(
     ship_by_ms: int | None = None,
     event_time_ms: int | None = None,
     first_seen: bool = True,
+    is_cod: bool = False,
+    phone_key: str | None = None,
+    address_key: str | None = None,
 ) -> OrderSeen:
     """An order with defaults: one line of one unit, paid, no ship-by, event time = arrival time."""
     return OrderSeen(
@@ -57,13 +60,15 @@ def order(
         channel=channel,
         market=market,
         status=status,
-        is_cod=False,
+        is_cod=is_cod,
         currency=currency,
         ship_by_ms=ship_by_ms,
         event_time_ms=at_ms if event_time_ms is None else event_time_ms,
         lines=((sku, 1, price),) if lines is None else lines,
         at_ms=at_ms,
         first_seen=first_seen,
+        phone_key=phone_key,
+        address_key=address_key,
     )
 
 
@@ -581,3 +586,30 @@ def test_config_rejects_settings_that_disable_a_detector() -> None:
         DetectorConfig(price_window=10, price_min_samples=20)
     with pytest.raises(ValueError):
         DetectorConfig(bucket_ms=0)
+
+
+# --- COD fraud -----------------------------------------------------------------------------------
+
+
+def test_cod_orders_to_one_phone_across_channels_raise_one_alert_that_clears_after_a_quiet_day() -> None:
+    d = Detectors()
+    cod = {"is_cod": True, "phone_key": "phone-1", "address_key": None}
+    alerts = feed(d, (order(i, at_ms=T0 + i * 60_000, channel=("shopee", "lazada")[i % 2], **cod) for i in range(3)))
+    assert alerts == [], "three COD orders to one phone in a day is below the line"
+    [fired] = d.on_order(order(3, at_ms=T0 + 3 * 60_000, **cod))
+    assert (fired.kind, fired.subject, fired.severity) == ("cod_fraud", "phone:phone-1", "warning")
+    assert fired.evidence["cod_orders"] == "4" and fired.evidence["channels"] == "lazada,shopee"
+    assert feed(d, (order(10 + i, at_ms=T0 + HOUR + i, **cod) for i in range(5))) == [], "one alert, not more"
+    assert d.open_alerts()[0].evidence["cod_orders"] == "9"
+    assert d.tick(T0 + 20 * HOUR) == []
+    [resolved] = d.tick(T0 + HOUR + 24 * HOUR + 10)
+    assert resolved.state == RESOLVED and resolved.dedupe_key == fired.dedupe_key
+
+
+def test_cod_fraud_ignores_prepaid_orders_repeat_states_and_orders_a_day_apart() -> None:
+    d = Detectors()
+    same = {"phone_key": None, "address_key": "addr-1"}
+    assert feed(d, (order(i, at_ms=T0 + i, is_cod=False, **same) for i in range(10))) == [], "prepaid: no risk"
+    assert feed(d, (order(20, at_ms=T0 + i, is_cod=True, first_seen=i == 0, **same) for i in range(10))) == []
+    spaced = (order(30 + i, at_ms=T0 + i * 25 * HOUR, is_cod=True, **same) for i in range(10))
+    assert feed(d, spaced) == [], "one COD order a day to an address is a regular buyer"
