@@ -30,9 +30,19 @@ from oms.routing_ops import read_topic
 from oms.settings import Settings
 from schemas.codec import CodecError, codec
 from schemas.order import DeadLetter, OrderEvent
-from schemas.topics import ALERT_ACTIONS, ALERTS, DEAD_LETTERS, INVENTORY, ORDERS, RESERVATIONS
+from schemas.topics import (
+    ALERT_ACTIONS,
+    ALERTS,
+    CHANNEL_STOCK,
+    CHANNEL_STOCK_OBSERVED,
+    DEAD_LETTERS,
+    INVENTORY,
+    ORDERS,
+    RESERVATIONS,
+)
 from streams.detectors import (
     Alert,
+    ChannelStockSeen,
     DeadLetterSeen,
     DetectorConfig,
     Detectors,
@@ -221,6 +231,7 @@ def detector_config(settings: Settings) -> DetectorConfig:
         spike_min_orders=settings.spike_min_orders,
         price_min_samples=settings.price_min_samples,
         ship_by_confirm_ms=int(settings.ship_by_confirm_s * 1000),
+        stock_drift_for_ms=int(settings.stock_drift_s * 1000),
     )
 
 
@@ -246,6 +257,8 @@ def run_detectors(
         INVENTORY.full_name(prefix): "movement",
         DEAD_LETTERS.full_name(prefix): "dead_letter",
         ALERT_ACTIONS.full_name(prefix): "action",
+        CHANNEL_STOCK.full_name(prefix): "pushed",
+        CHANNEL_STOCK_OBSERVED.full_name(prefix): "observed",
     }
     consumer = Consumer(
         {
@@ -360,6 +373,12 @@ def _take(
         elif kind == "dead_letter":
             letter = DeadLetter.decode(value)
             alerts = detectors.on_dead_letter(DeadLetterSeen(letter.channel, letter.stage, letter.reason_code, at_ms))
+        elif kind == "pushed":
+            c = codec("channel_stock").decode(value)
+            alerts = detectors.on_channel_stock(ChannelStockSeen(c["channel"], c["sku"], c["available"], kind, at_ms))
+        elif kind == "observed":
+            c = codec("channel_stock_observed").decode(value)
+            alerts = detectors.on_channel_stock(ChannelStockSeen(c["channel"], c["sku"], c["shown"], kind, at_ms))
         elif kind == "action":
             action = codec("alert_action").decode(value)
             acked = book.ack(action["alert_id"], action["actor"], action["at_ms"])

@@ -127,6 +127,12 @@ class Settings(BaseSettings):
     ship_by_confirm_s: float = Field(
         default=60.0, ge=0, le=86400, description="An order must stay at ship-by risk this long before it alerts."
     )
+    stock_drift_s: float = Field(
+        default=900.0,
+        gt=0,
+        le=86400 * 7,
+        description="A channel showing other stock than we pushed for this long alerts.",
+    )
     price_min_samples: int = Field(
         default=20, ge=3, description="Earlier sales of a SKU needed before a price error can fire."
     )

@@ -137,6 +137,14 @@ CHANNEL_STOCK = TopicSpec(
     description="Stock sync -> channel connectors: the latest value per (channel, sku), paced to the channel's quota.",
 )
 
+CHANNEL_STOCK_OBSERVED = TopicSpec(
+    name="channel.stock.observed.v1",
+    key="channel:sku (utf-8)",
+    value="ChannelStockObserved: what a channel's listing was seen offering for one SKU",
+    value_schemas=("channel_stock_observed",),
+    description="Channel connectors (reading listings back) -> the stock drift detector.",
+)
+
 ALERTS = TopicSpec(
     name="alerts.v1",
     key="dedupe key kind:subject (utf-8)",
@@ -168,6 +176,7 @@ ALL: tuple[TopicSpec, ...] = (
     HOLD_ACTIONS,
     INVENTORY,
     CHANNEL_STOCK,
+    CHANNEL_STOCK_OBSERVED,
     ALERTS,
     ALERT_ACTIONS,
 )

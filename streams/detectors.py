@@ -24,6 +24,8 @@ Detectors (``DetectorConfig`` has the numbers):
 - ship_by_risk (warning): an order not shipped within the margin of its ship-by time, by the stream's
   event clock; beyond ``max_ship_by_alerts`` open ones, a single summary alert counts the rest.
 - dead_letter_spike (warning): dead letters per channel in a bucket far above their baseline.
+- stock_drift (critical when the channel shows more than we offer, else warning): what a channel
+  shows for a SKU differs from what we pushed, for longer than ``stock_drift_for_ms``.
 - cod_fraud (warning): many COD orders to one phone or one address (hashed) within a day, across
   channels: fake orders, or a buyer who will refuse the parcels.
 """
@@ -51,6 +53,7 @@ ORDER_SPIKE = "order_spike"
 PRICE_ERROR = "price_error"
 SHIP_BY_RISK = "ship_by_risk"
 COD_FRAUD = "cod_fraud"
+STOCK_DRIFT = "stock_drift"
 DEAD_LETTER_SPIKE = "dead_letter_spike"
 
 #: the subject of the one alert that counts the at-risk orders beyond ``max_ship_by_alerts``
@@ -99,6 +102,9 @@ class DetectorConfig:
     cod_fraud_window_ms: int = 24 * _HOUR_MS
     #: contacts remembered for COD fraud (oldest forgotten first)
     cod_fraud_contacts: int = 200_000
+    #: stock drift: what a channel shows differs from what we pushed for this long
+    stock_drift_for_ms: int = 15 * 60_000
+    stock_drift_pairs: int = 500_000
     #: individual ship-by alerts open at once; further at-risk orders are counted in one summary alert
     max_ship_by_alerts: int = 50
     #: an order must stay at risk this long in arrival time before it alerts: a burst of late-arriving
@@ -171,6 +177,25 @@ class DeadLetterSeen:
     stage: str
     reason_code: str
     at_ms: int
+
+
+@dataclass(frozen=True)
+class ChannelStockSeen:
+    """Available-to-sell of one SKU on one channel: what we pushed (``pushed``) or what the channel was
+    seen showing (``observed``, from a connector reading the listing back)."""
+
+    channel: str
+    sku: str
+    quantity: int
+    kind: str  # "pushed" | "observed"
+    at_ms: int
+
+
+@dataclass
+class _Drift:
+    pushed: int | None = None
+    observed: int | None = None
+    since_ms: int | None = None  # when they started to differ (arrival time)
 
 
 # --- small pure helpers -------------------------------------------------------------------------
@@ -357,6 +382,8 @@ class Detectors:
         self._ship_alerted: set[str] = set()  # order keys with an open individual ship-by alert
         self._overflow: set[str] = set()  # at-risk order keys counted in the summary alert instead
         self._cod: dict[str, deque[tuple[int, str, str]]] = {}  # contact -> recent COD orders (at, key, channel)
+        self._drift: dict[tuple[str, str], _Drift] = {}  # (channel, sku) -> pushed vs observed
+        self._drifting: set[tuple[str, str]] = set()  # the pairs that differ now
         self._pending: dict[str, int] = {}  # at risk, waiting out ship_by_confirm_ms: key -> since (arrival)
 
     # --- the public surface ---
@@ -417,6 +444,53 @@ class Detectors:
         )
         return self._raise(OVERSELL, CRITICAL, subject, summary, evidence, m.at_ms)
 
+    def on_channel_stock(self, c: ChannelStockSeen) -> list[Alert]:
+        """What a channel shows against what we pushed; the drift alerts on ``tick`` once it lasted."""
+        pair = (c.channel, c.sku)
+        drift = self._drift.pop(pair, None) or _Drift()
+        self._drift[pair] = drift  # most recently used last: the oldest pair is forgotten first
+        if len(self._drift) > self.config.stock_drift_pairs:
+            self._drift.pop(next(iter(self._drift)))
+        if c.kind == "pushed":
+            drift.pushed = c.quantity
+        else:
+            drift.observed = c.quantity
+        if drift.pushed is None or drift.observed is None or drift.pushed == drift.observed:
+            drift.since_ms = None
+            self._drifting.discard(pair)
+            return self._resolve(
+                _key(STOCK_DRIFT, f"sku:{c.sku}@{c.channel}"), c.at_ms, f"{c.channel} shows what we pushed"
+            )
+        if drift.since_ms is None:
+            drift.since_ms = c.at_ms
+            self._drifting.add(pair)
+        return self._check_drift(pair, drift, c.at_ms)
+
+    def _check_drift(self, pair: tuple[str, str], drift: _Drift, now_ms: int) -> list[Alert]:
+        channel, sku = pair
+        subject = f"sku:{sku}@{channel}"
+        key = _key(STOCK_DRIFT, subject)
+        if drift.since_ms is None or drift.pushed is None or drift.observed is None:
+            return []
+        if key in self._open:
+            self._update_evidence(key, shown=str(drift.observed), ours=str(drift.pushed))
+            return []
+        lasted = now_ms - drift.since_ms
+        if lasted < self.config.stock_drift_for_ms:
+            return []
+        more = drift.observed > drift.pushed  # the channel offers units we do not have: it will oversell
+        evidence = {
+            "channel": channel,
+            "shown": str(drift.observed),
+            "ours": str(drift.pushed),
+            "minutes": _num(lasted / 60_000),
+        }
+        summary = (
+            f"{channel} shows {drift.observed} of {sku} but we offer {drift.pushed}, for {_num(lasted / 60_000)} min"
+            + (": it can sell stock we do not have" if more else ": sales are lost")
+        )
+        return self._raise(STOCK_DRIFT, CRITICAL if more else WARNING, subject, summary, evidence, now_ms)
+
     def on_dead_letter(self, d: DeadLetterSeen) -> list[Alert]:
         """A burst of dead letters from one channel usually means its payload format changed."""
         subject = f"channel:{d.channel or 'unknown'}"
@@ -436,6 +510,12 @@ class Detectors:
             elif alert.kind == DEAD_LETTER_SPIKE:
                 out += self._close_bucket(alert, self._dead_letter_rates, now_ms)
         out += self._check_ship_by(now_ms)
+        for pair in sorted(self._drifting):  # only the pairs that differ: few, unlike the catalogue
+            drift = self._drift.get(pair)
+            if drift is None:  # forgotten (bounded memory)
+                self._drifting.discard(pair)
+            else:
+                out += self._check_drift(pair, drift, now_ms)
         return out
 
     def open_alerts(self) -> list[Alert]:

@@ -23,6 +23,7 @@ from streams.detectors import (
     RESOLVED,
     SHIP_BY_RISK,
     Alert,
+    ChannelStockSeen,
     DeadLetterSeen,
     DetectorConfig,
     Detectors,
@@ -613,3 +614,32 @@ def test_cod_fraud_ignores_prepaid_orders_repeat_states_and_orders_a_day_apart()
     assert feed(d, (order(20, at_ms=T0 + i, is_cod=True, first_seen=i == 0, **same) for i in range(10))) == []
     spaced = (order(30 + i, at_ms=T0 + i * 25 * HOUR, is_cod=True, **same) for i in range(10))
     assert feed(d, spaced) == [], "one COD order a day to an address is a regular buyer"
+
+
+# --- channel stock drift -------------------------------------------------------------------------
+
+
+def test_a_channel_showing_more_than_we_offer_for_too_long_is_one_critical_alert_until_it_matches() -> None:
+    d = Detectors(DetectorConfig(stock_drift_for_ms=600_000))
+    push = ChannelStockSeen("shopee", "SKU-1", 3, "pushed", T0)
+    assert d.on_channel_stock(push) == []
+    assert d.on_channel_stock(ChannelStockSeen("shopee", "SKU-1", 10, "observed", T0 + 1_000)) == []
+    assert d.tick(T0 + 300_000) == [], "a channel takes a while to apply a push"
+    [fired] = d.tick(T0 + 601_000)
+    assert (fired.kind, fired.subject, fired.severity) == ("stock_drift", "sku:SKU-1@shopee", "critical")
+    assert fired.evidence["shown"] == "10" and fired.evidence["ours"] == "3"
+    assert d.tick(T0 + 900_000) == [], "once"
+    [resolved] = d.on_channel_stock(ChannelStockSeen("shopee", "SKU-1", 3, "observed", T0 + 950_000))
+    assert resolved.state == RESOLVED and resolved.dedupe_key == fired.dedupe_key
+
+
+def test_a_transient_difference_and_a_channel_showing_less_behave_as_they_should() -> None:
+    d = Detectors(DetectorConfig(stock_drift_for_ms=600_000))
+    d.on_channel_stock(ChannelStockSeen("lazada", "SKU-2", 5, "observed", T0))
+    d.on_channel_stock(ChannelStockSeen("lazada", "SKU-2", 7, "pushed", T0 + 1_000))
+    assert d.on_channel_stock(ChannelStockSeen("lazada", "SKU-2", 7, "observed", T0 + 60_000)) == []
+    assert d.tick(T0 + 3_600_000) == [], "the channel applied the push within a minute: no drift"
+    d.on_channel_stock(ChannelStockSeen("lazada", "SKU-2", 9, "pushed", T0 + 3_600_000))
+    [fired] = d.tick(T0 + 3_600_000 + 600_000)
+    assert fired.severity == "warning" and "sales are lost" in fired.summary
+    assert d._drifting == {("lazada", "SKU-2")}

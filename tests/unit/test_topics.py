@@ -23,7 +23,7 @@ def test_registry_holds_raw_topics_orders_and_dead_letters() -> None:
     assert topics.ORDERS in topics.ALL
     assert topics.DEAD_LETTERS in topics.ALL
     assert topics.ALERTS in topics.ALL and topics.ALERT_ACTIONS in topics.ALL
-    assert len(topics.ALL) == len(topics.CHANNELS) + 13
+    assert len(topics.ALL) == len(topics.CHANNELS) + 14
 
 
 def test_every_value_schema_named_in_the_registry_is_shipped() -> None:
