@@ -221,6 +221,11 @@ def _bench(settings: Settings, args: argparse.Namespace) -> int:
             return 2
         run_reserve(settings, args.orders, args.skus, counts, args.recovery_skus, Path(args.out), rate=args.rate)
         return 0
+    if args.what == "sink":
+        from oms.bench_sink import run_sink_bench
+
+        run_sink_bench(settings, args.records, Path(args.out))
+        return 0
     print(summary(run_normalize(settings, args.records, args.malformed, Path(args.out), rate=args.rate)))
     return 0
 
@@ -653,10 +658,11 @@ def build_parser() -> argparse.ArgumentParser:
     bench = add("bench", _bench, "Benchmarks that print numbers and write them to a results folder.")
     bench.add_argument(
         "what",
-        choices=["normalize", "webhooks", "reserve", "routing"],
+        choices=["normalize", "webhooks", "reserve", "routing", "sink"],
         help="normalize: raw records -> canonical changes through Kafka; webhooks: signed requests/s; "
         "reserve: canonical orders -> stock reserved and orders allocated, 1 and 2 workers, and table "
-        "recovery after kill -9; routing: decisions/s on one core with the routing rules (no broker)",
+        "recovery after kill -9; routing: decisions/s on one core with the routing rules (no broker); "
+        "sink: fact records/s into a private chDB (configured vs small batches), alert latency, detector facts/s",
     )
     bench.add_argument("--concurrency", type=int, default=32, help="webhooks: concurrent clients (default 32)")
     bench.add_argument("--records", type=int, default=20_000, help="records or requests (default 20000)")
