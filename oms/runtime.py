@@ -13,6 +13,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -149,32 +150,20 @@ def running_sinks(
             raise ServiceError(f"{exc}\n  Fix the file, or point OMS_CHANNEL_STOCK_RULES at a good one.") from exc
         sync_stats = ChannelStockStats()
         sinks.stats[CHANNEL_STOCK_SINK] = sync_stats
-        thread = threading.Thread(
-            target=_run_channel_stock_thread,
-            args=(settings, sinks, sync_stats, path),
-            name=f"sink-{CHANNEL_STOCK_SINK}",
-            daemon=True,
-        )
-        thread.start()
-        sinks.threads.append(thread)
+        _start(sinks, CHANNEL_STOCK_SINK, partial(_channel_stock, settings, sinks.stop, sync_stats, path))
     if detectors:
-        _start(sinks, "detectors", _run_detectors_thread, settings)
+        from oms.alerting import run_alert_webhook, run_detectors
+
+        _start(sinks, "detectors", partial(run_detectors, settings, sinks.stop, sinks.detector_stats))
         if settings.alert_webhook_url:
-            _start(sinks, "alert-webhook", _run_webhook_thread, settings)
+            _start(sinks, "alert-webhook", partial(run_alert_webhook, settings, sinks.stop, sinks.delivery_stats))
     if settings.clickhouse_embedded:
         from oms.analytics import serving_queries
 
         sinks.query_address = stack.enter_context(serving_queries(settings))
     for spec in sink_specs(settings, client):
         stats = sinks.stats.setdefault(spec.name, SinkStats())
-        thread = threading.Thread(
-            target=_run_sink_thread,
-            args=(settings, spec, sinks, stats),
-            name=f"sink-{spec.name}",
-            daemon=True,
-        )
-        thread.start()
-        sinks.threads.append(thread)
+        _start(sinks, spec.name, partial(run_sink, settings, spec, sinks.stop, stats))
     try:
         yield sinks
     finally:
@@ -184,48 +173,25 @@ def running_sinks(
         stack.close()
 
 
-def _start(sinks: Sinks, name: str, target: Callable[[Settings, Sinks], None], settings: Settings) -> None:
-    thread = threading.Thread(target=target, args=(settings, sinks), name=f"sink-{name}", daemon=True)
+def _start(sinks: Sinks, name: str, run: Callable[[], object]) -> None:
+    """``run`` on a daemon thread named sink-<name>; a crash is logged and handed to the owner in sinks.errors."""
+
+    def guarded() -> None:
+        try:
+            run()
+        except BaseException as exc:  # surfaced to the owner through sinks.errors
+            logging.getLogger(__name__).exception("sink %s crashed", name)
+            sinks.errors.append(exc)
+
+    thread = threading.Thread(target=guarded, name=f"sink-{name}", daemon=True)
     thread.start()
     sinks.threads.append(thread)
 
 
-def _run_detectors_thread(settings: Settings, sinks: Sinks) -> None:
-    from oms.alerting import run_detectors
-
-    try:
-        run_detectors(settings, sinks.stop, sinks.detector_stats)
-    except BaseException as exc:  # surfaced to the owner through sinks.errors
-        logging.getLogger(__name__).exception("detectors crashed")
-        sinks.errors.append(exc)
-
-
-def _run_webhook_thread(settings: Settings, sinks: Sinks) -> None:
-    from oms.alerting import run_alert_webhook
-
-    try:
-        run_alert_webhook(settings, sinks.stop, sinks.delivery_stats)
-    except BaseException as exc:  # surfaced to the owner through sinks.errors
-        logging.getLogger(__name__).exception("alert webhook crashed")
-        sinks.errors.append(exc)
-
-
-def _run_sink_thread(settings: Settings, spec: SinkSpec[Any], sinks: Sinks, stats: SinkStats) -> None:
-    try:
-        run_sink(settings, spec, sinks.stop, stats)
-    except BaseException as exc:  # surfaced to the owner through sinks.errors
-        logging.getLogger(__name__).exception("sink %s crashed", spec.name)
-        sinks.errors.append(exc)
-
-
-def _run_channel_stock_thread(settings: Settings, sinks: Sinks, stats: ChannelStockStats, path: Path) -> None:
+def _channel_stock(settings: Settings, stop: threading.Event, stats: ChannelStockStats, path: Path) -> None:
     from connectors.channel_stock import run_channel_stock
 
-    try:
-        run_channel_stock(settings, sinks.stop, stats, path=path)
-    except BaseException as exc:  # surfaced to the owner through sinks.errors
-        logging.getLogger(__name__).exception("sink %s crashed", CHANNEL_STOCK_SINK)
-        sinks.errors.append(exc)
+    run_channel_stock(settings, stop, stats, path=path)
 
 
 def stop_process(proc: ManagedProcess) -> None:
