@@ -537,6 +537,10 @@ class Detectors:
                 self._quiet[alert.dedupe_key] = _Quiet(alert.at_ms, sales, self.config.price_quiet_ms, "cheap_sales")
             elif alert.kind == SHIP_BY_RISK and alert.subject.startswith("order:"):
                 self._ship_alerted.add(alert.subject.removeprefix("order:"))
+            elif alert.kind == COD_FRAUD:
+                orders = _int_or(alert.evidence.get("cod_orders"), 1)
+                window = self.config.cod_fraud_window_ms
+                self._quiet[alert.dedupe_key] = _Quiet(alert.at_ms, orders, window, "cod_orders")
 
     # --- transitions ---
 
@@ -668,7 +672,8 @@ class Detectors:
             subject = f"{label}:{contact}"
             key = _key(COD_FRAUD, subject)
             if key in self._open:
-                self._quiet[key].last_ms = max(self._quiet[key].last_ms, order.at_ms)
+                quiet = self._quiet.setdefault(key, _Quiet(order.at_ms, len(seen), window, "cod_orders"))
+                quiet.last_ms = max(quiet.last_ms, order.at_ms)
                 self._update_evidence(key, cod_orders=str(len(seen)), last_order=order.order_key)
                 continue
             if len(seen) < least:

@@ -643,3 +643,14 @@ def test_a_transient_difference_and_a_channel_showing_less_behave_as_they_should
     [fired] = d.tick(T0 + 3_600_000 + 600_000)
     assert fired.severity == "warning" and "sales are lost" in fired.summary
     assert d._drifting == {("lazada", "SKU-2")}
+
+
+def test_a_cod_fraud_alert_restored_after_a_restart_takes_more_orders_and_still_clears() -> None:
+    first = Detectors()
+    cod = {"is_cod": True, "phone_key": "phone-9"}
+    [fired] = feed(first, (order(i, at_ms=T0 + i, **cod) for i in range(4)))
+    again = Detectors()
+    again.restore([fired])
+    assert feed(again, (order(10 + i, at_ms=T0 + HOUR + i, **cod) for i in range(4))) == [], "still one alert"
+    [resolved] = again.tick(T0 + HOUR + 25 * HOUR)
+    assert resolved.state == RESOLVED and resolved.dedupe_key == fired.dedupe_key
