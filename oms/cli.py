@@ -221,6 +221,20 @@ def _bench(settings: Settings, args: argparse.Namespace) -> int:
             return 2
         run_reserve(settings, args.orders, args.skus, counts, args.recovery_skus, Path(args.out), rate=args.rate)
         return 0
+    if args.what == "pipeline":
+        from oms.bench_pipeline import run_pipeline
+
+        numbers = run_pipeline(
+            settings,
+            rate=args.rate or 200.0,
+            seconds=args.seconds,
+            workers=int(args.workers.split(",")[0]),
+            chaos=args.chaos,
+            units=args.units,
+            out_dir=Path(args.out),
+        )
+        print("\n".join(f"  {k:<40}{v}" for k, v in numbers.items()))
+        return 0 if numbers["verdict"] == "PASS" else 1
     if args.what == "sink":
         from oms.bench_sink import run_sink_bench
 
@@ -658,12 +672,16 @@ def build_parser() -> argparse.ArgumentParser:
     bench = add("bench", _bench, "Benchmarks that print numbers and write them to a results folder.")
     bench.add_argument(
         "what",
-        choices=["normalize", "webhooks", "reserve", "routing", "sink"],
+        choices=["normalize", "webhooks", "reserve", "routing", "sink", "pipeline"],
         help="normalize: raw records -> canonical changes through Kafka; webhooks: signed requests/s; "
         "reserve: canonical orders -> stock reserved and orders allocated, 1 and 2 workers, and table "
         "recovery after kill -9; routing: decisions/s on one core with the routing rules (no broker); "
-        "sink: fact records/s into a private chDB (configured vs small batches), alert latency, detector facts/s",
+        "sink: fact records/s into a private chDB (configured vs small batches), alert latency, detector facts/s; "
+        "pipeline: the flash-sale scenario end to end (workers, sinks, verifier, latencies, I/O ceiling)",
     )
+    bench.add_argument("--seconds", type=float, default=60.0, help="pipeline: seconds of load (default 60)")
+    bench.add_argument("--units", type=int, default=1000, help="pipeline: units in stock per SKU (default 1000)")
+    bench.add_argument("--chaos", action="store_true", help="pipeline: kill -9 a worker at 40%% of the load")
     bench.add_argument("--concurrency", type=int, default=32, help="webhooks: concurrent clients (default 32)")
     bench.add_argument("--records", type=int, default=20_000, help="records or requests (default 20000)")
     bench.add_argument("--malformed", type=float, default=0.02, help="share of malformed bodies (default 0.02)")

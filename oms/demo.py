@@ -25,6 +25,7 @@ from connectors.simulator import Simulator, run_to_kafka
 from connectors.stock_load import load
 from infra import clickhouse, services, topics
 from infra.process import ServiceError, wait_until
+from loadtest.verify import verify
 from oms import alerts_demo, routing_ops
 from oms.runtime import running_sinks, spawn_worker, stop_process
 from oms.settings import Settings
@@ -126,6 +127,7 @@ def run_demo(settings: Settings, timeout: float = 180.0, events: int = 600) -> i
             extra = injected.stocked_skus if injected is not None else ()
             flash = _flash_sale(settings, client, events, timeout, extra) if events else None
             routed = _routing(settings, flash) if flash is not None else None
+            verdict = verify(settings, flash.keys, flash.stock, timeout_s=60) if flash is not None else None
             reports = alerts_demo.live_reports(settings) if flash is not None else None
             alerted = alerts_demo.inject(settings, producer, injected, hook, sinks) if injected is not None else None
     finally:
@@ -143,6 +145,11 @@ def run_demo(settings: Settings, timeout: float = 180.0, events: int = 600) -> i
     ok = len(letters) == len(bad)
     if flash is not None:
         ok = _print_flash_sale(flash) and ok
+    if verdict is not None:
+        print("\n== the promises, checked from the topics (loadtest/verify.py)")
+        for line in verdict.lines():
+            print("   " + line)
+        ok = verdict.ok and ok
     if routed is not None:
         ok = _print_routing(settings, routed) and ok
     if reports is not None:
@@ -167,6 +174,7 @@ class FlashSale:
     statuses: list[Sequence[Any]]
     keys: set[str]
     began_ms: int
+    stock: dict[str, int]
 
 
 def _flash_sale(
@@ -176,7 +184,7 @@ def _flash_sale(
     seed = random.randrange(1, 1_000_000)
     sim = Simulator(seed=seed, skus=60)
     keys = sorted({order_key(settings.tenant, e.channel, e.order_id) for e in sim.events(events) if e.kind == "order"})
-    stocked = _load_stock(settings, [sku.code for sku in sim.catalog], extra_skus)
+    stocked, stock = _load_stock(settings, [sku.code for sku in sim.catalog], extra_skus)
     print(f"\n== mini flash sale: {events} deliveries on every channel and market (seed {seed})")
     print(f"   stock: {stocked}")
     began_ms = int(time.time() * 1000)
@@ -200,7 +208,7 @@ def _flash_sale(
     statuses = client.query(
         f"SELECT status, count() {where} GROUP BY status ORDER BY count() DESC", parameters={"keys": keys}
     ).result_rows
-    return FlashSale(seed, summary.sent, len(keys), seconds, list(rows), list(statuses), set(keys), began_ms)
+    return FlashSale(seed, summary.sent, len(keys), seconds, list(rows), list(statuses), set(keys), began_ms, stock)
 
 
 def _print_flash_sale(flash: FlashSale) -> bool:
@@ -224,7 +232,7 @@ def _redis(settings: Settings) -> Any:
     return redis.Redis.from_url(settings.redis_url)
 
 
-def _load_stock(settings: Settings, skus: list[str], extra_skus: Sequence[str] = ()) -> str:
+def _load_stock(settings: Settings, skus: list[str], extra_skus: Sequence[str] = ()) -> tuple[str, dict[str, int]]:
     """Stock for the catalog in every node of the routing rules: hot SKUs scarce, the rest plenty."""
     rules = load_rules(settings.routing_rules_path())
     rows = [
@@ -235,7 +243,11 @@ def _load_stock(settings: Settings, skus: list[str], extra_skus: Sequence[str] =
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("sku,warehouse,on_hand\n" + "\n".join(rows) + "\n")
     loaded = load(settings, path, version=int(time.time() * 1000))
-    return f"{loaded.units} units of {loaded.skus} SKUs in {loaded.warehouses} nodes ({rules.label})"
+    stock: dict[str, int] = {}
+    for row in rows:
+        sku, _, units = row.split(",")
+        stock[sku] = stock.get(sku, 0) + int(units)
+    return f"{loaded.units} units of {loaded.skus} SKUs in {loaded.warehouses} nodes ({rules.label})", stock
 
 
 @dataclass

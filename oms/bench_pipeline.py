@@ -1,0 +1,402 @@
+"""``oms bench pipeline``: the flash-sale scenario end to end on real Kafka, real workers and the sinks.
+
+On topics of its own (prefix ``bp<hex>.``) and a private chDB directory: 100 SKUs x 1,000 units are
+loaded across the SG nodes of the routing rules, workers and the sinks (ClickHouse, Redis, stock sync,
+detectors) start, and the simulator's real payloads from five channels (cancellations, duplicate
+deliveries and status updates that overtake their order included) are produced to the raw topics at
+``--rate`` records/s for ``--seconds``. With ``--chaos`` a worker is killed with SIGKILL at 40 % of
+the load and a new one started. Then the verifier (loadtest/verify.py) checks nothing oversold,
+every order decided, nothing lost, and ClickHouse gives the latencies:
+
+- raw order received -> routing decision (per order: the first routing decision after its first
+  routable state arrived), p50/p95/p99;
+- stock committed (a ledger movement) -> the next channel stock update for that SKU, p50/p95/p99.
+
+Every second a sampler records inputs produced, orders decided, the workers' consumer lag and CPU and
+memory of each process; the series goes to the results (and a PNG when matplotlib is installed). The
+same run measures this machine's I/O ceiling: a bare confluent-kafka consume-and-produce loop on the
+same broker, and gives the pipeline's rate as a ratio to it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import logging
+import shutil
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic
+
+from connectors.simulator import Simulator, run_to_kafka
+from connectors.stock_load import load
+from infra import clickhouse, kafka, topics
+from infra.process import ManagedProcess, ServiceError
+from loadtest.verify import Verdict, verify
+from oms.bench import _write
+from oms.runtime import running_sinks, spawn_worker
+from oms.settings import Settings
+from schemas.order import Market, order_key
+from sinks.clickhouse import migrate
+from streams.app import group_id, source_topics
+from streams.routing_rules import load_rules
+
+log = logging.getLogger(__name__)
+
+CHANNELS = ["shopee", "lazada", "tiktok", "shopify", "pos"]
+
+
+@dataclass
+class Sample:
+    t: float
+    produced: int
+    decided: int
+    lag: int
+    cpu: dict[str, float] = field(default_factory=dict)
+    rss_mb: dict[str, float] = field(default_factory=dict)
+
+
+def isolated(base: Settings, data_dir: Path) -> Settings:
+    """``base`` on topics and a chDB directory of its own (a copy built afresh: data_path is cached)."""
+    values = {name: getattr(base, name) for name in Settings.model_fields}
+    values.update(topic_prefix=f"bp{uuid.uuid4().hex[:8]}.", data_dir=data_dir, worker_stall_s=60.0)
+    return Settings.model_validate(values)
+
+
+def _stock(settings: Settings, skus: list[str], units: int, folder: Path) -> dict[str, int]:
+    nodes = [n.id for n in load_rules(settings.routing_rules_path()).nodes_in(Market.SG)]
+    rows = []
+    for sku in skus:
+        share, extra = divmod(units, len(nodes))
+        rows += [f"{sku},{node},{share + (1 if i < extra else 0)}" for i, node in enumerate(nodes)]
+    csv = folder / "flash-sale-stock.csv"
+    csv.write_text("sku,warehouse,on_hand,version\n" + "\n".join(f"{r},1" for r in rows) + "\n")
+    loaded = load(settings, csv)
+    if loaded.units != units * len(skus):
+        raise ServiceError(f"stock load wrote {loaded.units} units, expected {units * len(skus)}")
+    return dict.fromkeys(skus, units)
+
+
+def _lag(consumer: Consumer, settings: Settings, parts: list[TopicPartition]) -> int:
+    committed = consumer.committed(parts, timeout=5)
+    lag = 0
+    for tp in committed:
+        _, high = consumer.get_watermark_offsets(TopicPartition(tp.topic, tp.partition), timeout=5, cached=False)
+        lag += max(0, high - max(tp.offset, 0))
+    return lag
+
+
+def _partitions(settings: Settings, consumer: Consumer) -> list[TopicPartition]:
+    parts = []
+    for topic in source_topics(settings):
+        meta = consumer.list_topics(topic, timeout=10).topics.get(topic)
+        parts += [TopicPartition(topic, p) for p in (meta.partitions if meta is not None else {})]
+    return parts
+
+
+def _processes(workers: list[ManagedProcess], broker_pid: int | None) -> dict[str, psutil.Process]:
+    out: dict[str, psutil.Process] = {"sinks+chdb (this process)": psutil.Process()}
+    if broker_pid is not None:
+        with contextlib.suppress(psutil.Error):
+            out["kafka broker"] = psutil.Process(broker_pid)
+    for proc in workers:
+        pid = proc.pid()
+        if pid is not None:
+            with contextlib.suppress(psutil.Error):
+                out[proc.name] = psutil.Process(pid)
+    return out
+
+
+def ceiling(settings: Settings, records: int = 50_000, size: int = 1_500) -> float:
+    """Records/s of a bare confluent-kafka loop that consumes each record and produces it on (acks=all)."""
+    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    src, dst = f"{settings.topic_prefix}ceiling-in", f"{settings.topic_prefix}ceiling-out"
+    for future in admin.create_topics([NewTopic(t, settings.partitions, 1) for t in (src, dst)]).values():
+        future.result(30)
+    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap, "acks": "all", "linger.ms": 5})
+    payload = b"x" * size
+    for i in range(records):
+        producer.produce(src, key=str(i).encode(), value=payload)
+        if i % 10_000 == 0:
+            producer.poll(0)
+    producer.flush(60)
+    consumer = Consumer(
+        {
+            "bootstrap.servers": settings.kafka_bootstrap,
+            "group.id": f"{settings.topic_prefix}ceiling",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
+    consumer.subscribe([src])
+    moved, began, deadline = 0, 0.0, time.monotonic() + 120
+    while moved < records and time.monotonic() < deadline:
+        batch = consumer.consume(num_messages=1000, timeout=0.5)
+        if batch and not began:
+            began = time.monotonic()
+        for msg in batch:
+            if msg.error() is None:
+                producer.produce(dst, key=msg.key(), value=msg.value())
+                moved += 1
+        producer.poll(0)
+        if batch:
+            consumer.commit(asynchronous=True)
+    producer.flush(60)
+    seconds = time.monotonic() - began if began else float("inf")
+    consumer.close()
+    return moved / seconds
+
+
+def _latencies(client: Any) -> dict[str, float]:
+    routing = client.query(
+        """
+        SELECT count(), quantiles(0.5, 0.95, 0.99)(ms), max(ms) FROM (
+            SELECT dateDiff('millisecond', h.ready, r.decided) AS ms
+            FROM (SELECT order_key, min(decided_at) AS decided FROM routing_decisions FINAL GROUP BY order_key) AS r
+            INNER JOIN (
+                SELECT order_key, minIf(ingest_time, status IN ('paid', 'processing')) AS ready
+                FROM order_status_history FINAL GROUP BY order_key HAVING countIf(status IN ('paid', 'processing')) > 0
+            ) AS h USING (order_key)
+        )
+        """
+    ).result_rows[0]
+    stock = client.query(
+        """
+        SELECT count(), quantiles(0.5, 0.95, 0.99)(ms), max(ms) FROM (
+            SELECT dateDiff('millisecond', l.at, c.computed_at) AS ms
+            FROM inventory_ledger AS l
+            ASOF INNER JOIN (SELECT sku, computed_at FROM channel_stock_updates) AS c
+            ON l.sku = c.sku AND c.computed_at >= l.at
+            WHERE l.cause != 'snapshot'
+        )
+        """
+    ).result_rows[0]
+    out: dict[str, float] = {}
+    for name, (n, q, top) in (("raw_to_routing_ms", routing), ("stock_to_channel_ms", stock)):
+        out[f"{name}.count"] = int(n)
+        for label, value in zip(("p50", "p95", "p99"), q or [0, 0, 0], strict=False):
+            out[f"{name}.{label}"] = round(float(value), 1)
+        out[f"{name}.max"] = float(top or 0)
+    return out
+
+
+def run_pipeline(
+    base: Settings, rate: float, seconds: float, workers: int, chaos: bool, units: int, out_dir: Path
+) -> dict[str, object]:
+    if not kafka.broker_answers(base.kafka_bootstrap):
+        raise ServiceError(f"no Kafka broker answers at {base.kafka_bootstrap}: run `oms up` first")
+    broker_pid = kafka.process(base).pid()
+    folder = Path(tempfile.mkdtemp(prefix="oms-bench-pipeline-"))
+    settings = isolated(base, folder / "oms")
+    try:
+        return _run(settings, rate, seconds, workers, chaos, units, out_dir, broker_pid, folder)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _run(
+    settings: Settings,
+    rate: float,
+    seconds: float,
+    n_workers: int,
+    chaos: bool,
+    units: int,
+    out_dir: Path,
+    broker_pid: int | None,
+    folder: Path,
+) -> dict[str, object]:
+    topics.ensure_topics(settings)
+    skus = [f"FS-{i:03d}" for i in range(100)]
+    stock = _stock(settings, skus, units, folder)
+    total = int(rate * seconds)
+    sim = Simulator(seed=17, channels=CHANNELS, markets=["SG"], skus=skus, hot_share=0.0)
+    expected = {order_key(settings.tenant, e.channel, e.order_id) for e in sim.events(total) if e.kind == "order"}
+    print(f"pipeline bench: {total} deliveries ({len(expected)} orders) at {rate:.0f}/s, {n_workers} worker(s)"
+          f"{', chaos' if chaos else ''}; stock {len(skus)} SKUs x {units}")  # fmt: skip
+    client = clickhouse.get_client(settings)
+    migrate(client)
+    workers = [spawn_worker(settings, f"bench-worker-{i}") for i in range(n_workers)]
+    samples: list[Sample] = []
+    events: list[str] = []
+    try:
+        with running_sinks(settings, client) as sinks:
+            lag_consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": group_id(settings)})
+            parts = _partitions(settings, lag_consumer)
+            stop = threading.Event()
+            produced = {"n": 0}
+
+            def count(*_: Any) -> None:
+                produced["n"] += 1
+
+            def sampler() -> None:
+                procs = _processes(workers, broker_pid)
+                for p in procs.values():
+                    with contextlib.suppress(psutil.Error):
+                        p.cpu_percent(None)
+                began = time.monotonic()
+                while not stop.wait(1.0):
+                    for name, p in _processes(workers, broker_pid).items():
+                        if name not in procs:  # a new process (the restarted worker): cpu from the next sample
+                            with contextlib.suppress(psutil.Error):
+                                p.cpu_percent(None)
+                            procs[name] = p
+                    cpu, rss = {}, {}
+                    for name, p in procs.items():
+                        with contextlib.suppress(psutil.Error):
+                            cpu[name] = p.cpu_percent(None)
+                            rss[name] = p.memory_info().rss / 2**20
+                    decided = int(str(client.command("SELECT uniqExact(order_key) FROM routing_decisions")))
+                    samples.append(
+                        Sample(time.monotonic() - began, produced["n"], decided, _lag(lag_consumer, settings, parts),
+                               cpu, rss)
+                    )  # fmt: skip
+
+            sampling = threading.Thread(target=sampler, name="bench-sampler", daemon=True)
+            sampling.start()
+            chaos_timer = None
+            if chaos:
+
+                def kill() -> None:
+                    victim = workers[0]
+                    events.append(f"{time.strftime('%H:%M:%S')} kill -9 {victim.name} (pid {victim.pid()})")
+                    victim.kill()
+                    workers.append(spawn_worker(settings, "bench-worker-restarted"))
+                    events.append(f"{time.strftime('%H:%M:%S')} started bench-worker-restarted")
+
+                chaos_timer = threading.Timer(0.4 * seconds, kill)
+                chaos_timer.start()
+            load_began = time.monotonic()
+            summary = run_to_kafka(settings, sim, total, rate, on_ack=count)
+            load_seconds = time.monotonic() - load_began
+            if chaos_timer is not None:
+                chaos_timer.join()
+            verdict = verify(settings, expected, stock, timeout_s=max(300.0, seconds * 3))
+            drained = time.monotonic() - load_began
+            _settle(client, samples)
+            stop.set()
+            sampling.join(10)
+            lag_consumer.close()
+            latencies = _latencies(client)
+            if sinks.errors:
+                raise sinks.errors[0]
+    finally:
+        for proc in workers:
+            proc.stop()
+    ceiling_rate = ceiling(settings)
+    numbers = _numbers(rate, seconds, n_workers, chaos, units, summary.sent, load_seconds, drained, verdict,
+                       latencies, samples, ceiling_rate, events)  # fmt: skip
+    _write(out_dir, "pipeline", numbers)
+    _series(out_dir, samples)
+    for line in verdict.lines():
+        print("  " + line)
+    return numbers
+
+
+def _settle(client: Any, samples: list[Sample]) -> None:
+    """Until the routing decisions in ClickHouse stop growing for 5 s (the sink is a second behind)."""
+    last, since, deadline = -1, time.monotonic(), time.monotonic() + 120
+    while time.monotonic() < deadline:
+        now = int(str(client.command("SELECT count() FROM routing_decisions")))
+        if now != last:
+            last, since = now, time.monotonic()
+        elif time.monotonic() - since >= 5:
+            return
+        time.sleep(0.5)  # polling ClickHouse; the deadline bounds it
+
+
+def _numbers(
+    rate: float,
+    seconds: float,
+    workers: int,
+    chaos: bool,
+    units: int,
+    sent: int,
+    load_seconds: float,
+    drained: float,
+    verdict: Verdict,
+    latencies: dict[str, float],
+    samples: list[Sample],
+    ceiling_rate: float,
+    events: list[str],
+) -> dict[str, object]:
+    decided_rate = verdict.orders_decided / drained if drained else 0.0
+    peak_cpu: dict[str, float] = {}
+    peak_rss: dict[str, float] = {}
+    for s in samples:
+        for name, v in s.cpu.items():
+            peak_cpu[name] = max(peak_cpu.get(name, 0.0), v)
+        for name, v in s.rss_mb.items():
+            peak_rss[name] = max(peak_rss.get(name, 0.0), v)
+    numbers: dict[str, object] = {
+        "offered_rate_per_s": rate,
+        "seconds": seconds,
+        "workers": workers,
+        "chaos": chaos,
+        "stock": f"100 SKUs x {units}",
+        "deliveries_sent": sent,
+        "load_seconds": round(load_seconds, 1),
+        "orders": verdict.orders_expected,
+        "orders_decided": verdict.orders_decided,
+        "orders_decided_per_s_end_to_end": round(decided_rate, 1),
+        "deliveries_per_s_end_to_end": round(sent / drained, 1) if drained else 0.0,
+        "drained_after_s": round(drained, 1),
+        "max_consumer_lag": max((s.lag for s in samples), default=0),
+        "oversold_units": verdict.oversold_units,
+        "ledger_below_zero": verdict.ledger_below_zero,
+        "lost_inputs": verdict.lost_inputs,
+        "undecided_orders": len(verdict.undecided),
+        "units_confirmed": verdict.confirmed_units,
+        "units_in_stock": verdict.stock_units,
+        "sold_out_skus": verdict.sold_out_skus,
+        "dead_letters": verdict.dead_letters,
+        "outcomes": json.dumps(verdict.outcomes, sort_keys=True),
+        **latencies,
+        "ceiling_bare_confluent_records_per_s": round(ceiling_rate, 1),
+        "pipeline_deliveries_vs_ceiling": round((sent / drained) / ceiling_rate, 4) if drained and ceiling_rate else 0,
+        "peak_cpu_pct": json.dumps({k: round(v) for k, v in peak_cpu.items()}),
+        "peak_rss_mb": json.dumps({k: round(v) for k, v in peak_rss.items()}),
+        "chaos_events": "; ".join(events),
+        "verdict": "PASS" if verdict.ok else "FAIL",
+    }
+    return numbers
+
+
+def _series(out_dir: Path, samples: list[Sample]) -> None:
+    """The per-second series as JSON, and a PNG of throughput, lag and CPU when matplotlib is there."""
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    rows = [{"t": round(s.t, 1), "produced": s.produced, "decided": s.decided, "lag": s.lag, "cpu": s.cpu,
+             "rss_mb": s.rss_mb} for s in samples]  # fmt: skip
+    (out_dir / f"pipeline-{stamp}-series.json").write_text(json.dumps(rows, indent=1))
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("(matplotlib is not installed: no PNG; `pip install -e '.[load]'`)")
+        return
+    t = [s.t for s in samples]
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 7), sharex=True)
+    rate_in = [0.0] + [(b.produced - a.produced) / max(b.t - a.t, 1e-6) for a, b in itertools.pairwise(samples)]
+    rate_out = [0.0] + [(b.decided - a.decided) / max(b.t - a.t, 1e-6) for a, b in itertools.pairwise(samples)]
+    top.plot(t, rate_in, label="deliveries produced /s")
+    top.plot(t, rate_out, label="orders routed /s")
+    top.set_ylabel("per second")
+    top.legend()
+    bottom.plot(t, [s.lag for s in samples], label="worker consumer lag (records)")
+    bottom.set_ylabel("records")
+    bottom.set_xlabel("seconds")
+    bottom.legend()
+    fig.tight_layout()
+    fig.savefig(out_dir / f"pipeline-{stamp}.png", dpi=90)
+    print(f"chart written to {out_dir}/pipeline-{stamp}.png")
