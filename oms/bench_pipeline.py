@@ -67,10 +67,10 @@ class Sample:
 
 
 def isolated(base: Settings, data_dir: Path) -> Settings:
-    """``base`` on topics and a chDB directory of its own (a copy built afresh: data_path is cached)."""
-    values = {name: getattr(base, name) for name in Settings.model_fields}
-    values.update(topic_prefix=f"bp{uuid.uuid4().hex[:8]}.", data_dir=data_dir, worker_stall_s=60.0)
-    return Settings.model_validate(values)
+    """``base`` on topics and a chDB directory of its own."""
+    return base.model_copy(
+        update={"topic_prefix": f"bp{uuid.uuid4().hex[:8]}.", "data_dir": data_dir, "worker_stall_s": 60.0}
+    )
 
 
 def _stock(settings: Settings, skus: list[str], units: int, folder: Path) -> dict[str, int]:
@@ -87,7 +87,7 @@ def _stock(settings: Settings, skus: list[str], units: int, folder: Path) -> dic
     return dict.fromkeys(skus, units)
 
 
-def _lag(consumer: Consumer, settings: Settings, parts: list[TopicPartition]) -> int:
+def _lag(consumer: Consumer, parts: list[TopicPartition]) -> int:
     committed = consumer.committed(parts, timeout=5)
     lag = 0
     for tp in committed:
@@ -257,7 +257,7 @@ def _run(
                             rss[name] = p.memory_info().rss / 2**20
                     decided = int(str(client.command("SELECT uniqExact(order_key) FROM routing_decisions")))
                     samples.append(
-                        Sample(time.monotonic() - began, produced["n"], decided, _lag(lag_consumer, settings, parts),
+                        Sample(time.monotonic() - began, produced["n"], decided, _lag(lag_consumer, parts),
                                cpu, rss)
                     )  # fmt: skip
 

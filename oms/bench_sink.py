@@ -533,10 +533,7 @@ def run_sink_bench(settings: Settings, records: int, out_dir: Path) -> dict[str,
         raise ServiceError(f"Kafka does not answer at {settings.kafka_bootstrap}: run `oms up`")
     tag = uuid.uuid4().hex[:8]
     data_dir = Path(tempfile.mkdtemp(prefix="oms-bench-sink-"))
-    # not model_copy: it would keep the cached data_path, and the sink would open the shared chDB directory
-    run = type(settings).model_validate(
-        {**settings.model_dump(), "topic_prefix": f"bench-sink-{tag}.", "data_dir": data_dir}
-    )
+    run = settings.model_copy(update={"topic_prefix": f"bench-sink-{tag}.", "data_dir": data_dir})
     if run.data_path != data_dir.resolve():
         raise ServiceError(f"the benchmark's data directory resolved to {run.data_path}, not {data_dir}")
     alerts_run = run.model_copy(update={"topic_prefix": f"bench-sink-{tag}.alerts."})

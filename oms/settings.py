@@ -244,6 +244,15 @@ class Settings(BaseSettings):
             raise ValueError(f"use letters, digits, '.', '_' or '-' (60 at most), got {value!r}")
         return value
 
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Settings:
+        """A copy whose derived values (``data_path``, the bundle rules) follow the updated fields: pydantic
+        copies the cached ones as they were, so a copy with another data_dir kept the old data_path."""
+        copy = super().model_copy(update=update, deep=deep)
+        for name, member in vars(Settings).items():
+            if isinstance(member, cached_property):
+                copy.__dict__.pop(name, None)
+        return copy
+
     @cached_property
     def data_path(self) -> Path:
         """The data directory as an absolute path (relative settings resolve against the cwd)."""

@@ -166,3 +166,11 @@ def test_per_channel_settings_fall_back_to_the_default_for_unlisted_channels() -
     assert settings.unpaid_hold_ms("lazada") == 1_800_000
     assert settings.unpaid_hold_ms("pos") == 3_600_000
     assert Settings(short_policy="partial").short_policy_for("grab") == "partial"
+
+
+def test_a_copy_with_another_data_dir_has_that_data_path_not_the_cached_one(tmp_path: Path) -> None:
+    settings = Settings()
+    assert settings.data_path == Path(".oms").resolve()
+    copy = settings.model_copy(update={"data_dir": tmp_path / "other"})
+    assert copy.data_path == (tmp_path / "other").resolve()
+    assert settings.data_path == Path(".oms").resolve(), "the original keeps its own"
