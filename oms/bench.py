@@ -33,7 +33,7 @@ from infra import services, topics
 from infra.process import ServiceError
 from oms.runtime import spawn_worker
 from oms.settings import Settings
-from schemas.order import DeadLetter, decode_change
+from schemas.order import DeadLetter, OrderEvent, decode_change
 from schemas.topics import DEAD_LETTERS, ORDER_CHANGES
 from streams.adapters.base import RawInput
 from streams.normalize import ADAPTERS, normalize
@@ -71,6 +71,15 @@ def _samples() -> dict[str, bytes]:
                     found[channel] = body
                     break
     return found
+
+
+def order_template(tenant: str) -> OrderEvent:
+    """The Shopee sample as a canonical order, for benchmarks that stamp their own keys, lines and times."""
+    body = sample("shopee_order_detail.json")
+    event = normalize(RawInput("shopee", body, "raw.orders.shopee", 0, 0, 1), tenant).events[0]
+    if not isinstance(event, OrderEvent):
+        raise ServiceError("the Shopee sample did not normalize to an order; connectors/samples is damaged")
+    return event
 
 
 def _peak_rss_mb(pid: int | None) -> float:

@@ -30,13 +30,11 @@ from confluent_kafka.admin import AdminClient
 from connectors.stock_load import load
 from infra import services, topics
 from infra.process import ManagedProcess, ServiceError, wait_until
-from oms.bench import _peak_rss_mb, _samples, _write
+from oms.bench import _peak_rss_mb, _write, order_template
 from oms.runtime import spawn_worker
 from oms.settings import Settings
-from schemas.order import OrderEvent, OrderStatus, order_key
+from schemas.order import OrderStatus, order_key
 from schemas.topics import ALLOCATIONS, INVENTORY, ORDERS
-from streams.adapters.base import RawInput
-from streams.normalize import normalize
 
 WAREHOUSES = ("WH-1", "WH-2", "WH-3")
 
@@ -71,19 +69,11 @@ class RecoveryResult:
     worker_peak_rss_mb: float
 
 
-def _template(tenant: str) -> OrderEvent:
-    body = _samples()["shopee"]
-    event = normalize(RawInput("shopee", body, "raw.orders.shopee", 0, 0, 1), tenant).events[0]
-    if not isinstance(event, OrderEvent):
-        raise ServiceError("the Shopee sample did not normalize to an order; connectors/samples is damaged")
-    return event
-
-
 class Orders:
     """PAID canonical orders with stable keys and 1-3 lines over the bench SKUs."""
 
     def __init__(self, tenant: str, skus: list[str], seed: int = 7) -> None:
-        self.template = _template(tenant)
+        self.template = order_template(tenant)
         self.line = self.template.lines[0]
         self.skus = skus
         self.rnd = random.Random(seed)

@@ -49,21 +49,18 @@ from typing import Any
 from clickhouse_connect.driver.client import Client
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from connectors.raw_producer import sample
 from infra import kafka, topics
 from infra.clickhouse import get_client
 from infra.process import ServiceError, wait_until
 from oms.alerting import DetectorStats, run_detectors
-from oms.bench import _write
+from oms.bench import _write, order_template
 from oms.settings import Settings
 from schemas.codec import codec
-from schemas.order import DeadLetter, OrderEvent, OrderStatus, RawRef, order_key
+from schemas.order import DeadLetter, OrderStatus, RawRef, order_key
 from schemas.topics import ALERTS, CHANNEL_STOCK, DEAD_LETTERS, INVENTORY, ORDERS, RESERVATIONS
 from sinks.clickhouse import COLUMNS, Fact, clickhouse_sink, migrate
 from sinks.runner import SinkStats, run_sink
-from streams.adapters.base import RawInput
 from streams.detectors import DetectorConfig, Detectors, MovementSeen, OrderSeen, ReservationSeen
-from streams.normalize import normalize
 
 SMALL_BATCH_ROWS = 500
 SMALL_FLUSH_SECONDS = 0.2
@@ -80,19 +77,10 @@ Record = tuple[str, bytes, bytes]
 # --- 1. sink throughput --------------------------------------------------------------------------
 
 
-def _template(tenant: str) -> OrderEvent:
-    body = sample("shopee_order_detail.json")
-    outcome = normalize(RawInput("shopee", body, "raw.orders.shopee", 0, 0, int(time.time() * 1000)), tenant)
-    event = outcome.events[0] if outcome.events else None
-    if not isinstance(event, OrderEvent):
-        raise ServiceError("the Shopee sample did not normalize to an order; connectors/samples is damaged")
-    return event
-
-
 def fact_records(settings: Settings, records: int, tag: str) -> tuple[list[Record], int]:
     """``records`` fact records mixed like production, and the fact rows the sink makes of them."""
     p, tenant = settings.topic_prefix, settings.tenant
-    template = _template(tenant)
+    template = order_template(tenant)
     line = template.lines[0]
     reserved: dict[str, int] = {}
     out: list[Record] = []
