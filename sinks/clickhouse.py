@@ -81,8 +81,13 @@ def order_row(event: OrderEvent) -> tuple[Any, ...]:
         _dt(event.ship_by_ms) if event.ship_by_ms else None,
         _dt(event.created_ms), _dt(event.event_time_ms), _dt(event.ingest_time_ms), event.event_id,
         event.raw.topic, event.raw.partition, event.raw.offset,
-        event.status.rank * 10**13 + event.event_time_ms,
+        _version(event),
     )  # fmt: skip
+
+
+def _version(event: OrderEvent) -> int:
+    """Status rank * 1e13 + event time: the later lifecycle state wins in a ReplacingMergeTree."""
+    return event.status.rank * 10**13 + event.event_time_ms
 
 
 def decode_order(value: bytes) -> OrderEvent:
@@ -90,15 +95,6 @@ def decode_order(value: bytes) -> OrderEvent:
         return OrderEvent.decode(value)
     except (CodecError, ValueError) as exc:
         raise Undecodable(f"orders.v1 record is not a valid OrderEvent: {exc}") from exc
-
-
-def orders_sink(client: Client, topic: str) -> SinkSpec[tuple[Any, ...]]:
-    """orders.v1 -> ``orders`` (ReplacingMergeTree: replays do not double count)."""
-
-    def write(rows: list[tuple[Any, ...]]) -> None:
-        client.insert("orders", rows, column_names=ORDER_COLUMNS)
-
-    return SinkSpec(name="clickhouse-orders", topic=topic, to_row=lambda v: order_row(decode_order(v)), write=write)
 
 
 # --- every fact table, from every topic we own: one consumer, one batch, one insert per table ---
@@ -144,7 +140,7 @@ Fact = tuple[str, tuple[Any, ...]]
 
 def order_facts(event: OrderEvent) -> list[Fact]:
     """orders.v1 -> the order's latest state, its lines, and the step it took in its status history."""
-    version = event.status.rank * 10**13 + event.event_time_ms
+    version = _version(event)
     created = _dt(event.created_ms)
     facts: list[Fact] = [("orders", order_row(event))]
     for line in event.lines:
