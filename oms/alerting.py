@@ -19,7 +19,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -185,9 +185,8 @@ class DetectorStats:
     consumed: int = 0
     undecodable: int = 0
     alerts: int = 0
-    #: the newest alert's delay behind the fact that raised it (record time -> produced), ms
-    last_latency_ms: float = 0.0
-    latencies_ms: list[float] = field(default_factory=list)
+    #: each alert's delay behind the fact that raised it (record time -> produced), ms; the newest last
+    latencies_ms: deque[float] = field(default_factory=lambda: deque(maxlen=100_000))
 
 
 class _Seen:
@@ -277,9 +276,7 @@ def run_detectors(
         for record in records:
             producer.produce(alerts_topic, key=record["dedupe_key"].encode(), value=alert_codec.encode(record))
             stats.alerts += 1
-            latency = max(0.0, clock() * 1000 - since_ms)
-            stats.last_latency_ms = latency
-            stats.latencies_ms.append(latency)
+            stats.latencies_ms.append(max(0.0, clock() * 1000 - since_ms))
             log.warning("alert %s %s: %s", record["state"], record["dedupe_key"], record["summary"])
 
     def commit() -> None:
@@ -296,7 +293,7 @@ def run_detectors(
         while not stop.is_set():
             for msg in consumer.consume(num_messages=500, timeout=0.2):
                 fact_ms = _record_ms(msg, clock)
-                records = _take(msg, topics, detectors, book, seen, stats, clock)
+                records = _take(msg, topics, detectors, book, seen, stats, int(fact_ms))
                 if records:
                     publish(records, fact_ms)
                 topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
@@ -329,7 +326,7 @@ def _take(
     book: AlertBook,
     seen: _Seen,
     stats: DetectorStats,
-    clock: Callable[[], float],
+    at_ms: int,
 ) -> list[dict[str, Any]]:
     err = msg.error()
     if err is not None:
@@ -339,7 +336,6 @@ def _take(
     stats.consumed += 1
     kind = topics.get(msg.topic() or "")
     value = msg.value() or b""
-    at_ms = int(_record_ms(msg, clock))
     try:
         if kind == "order":
             event = OrderEvent.decode(value)

@@ -427,7 +427,7 @@ def _detector_latency(settings: Settings, tag: str) -> LatencyResult:
         alerts=len(facts),
         rate_per_s=ALERT_RATE,
         e2e_ms=[arrived[(k, s)] - produced[(k, s)] for _, k, s in facts],
-        detector_ms=stats.latencies_ms[2:],
+        detector_ms=list(stats.latencies_ms)[2:],
         warnings=[line for line in caught.lines if not line.startswith(f"WARNING {detector_log.name}: alert ")],
     )
 

@@ -671,8 +671,8 @@ class Detectors:
                 seen.popleft()
             subject = f"{label}:{contact}"
             key = _key(COD_FRAUD, subject)
-            if key in self._open:
-                quiet = self._quiet.setdefault(key, _Quiet(order.at_ms, len(seen), window, "cod_orders"))
+            if key in self._open:  # restore() gives a restored alert its quiet timer too
+                quiet = self._quiet[key]
                 quiet.last_ms = max(quiet.last_ms, order.at_ms)
                 self._update_evidence(key, cod_orders=str(len(seen)), last_order=order.order_key)
                 continue
