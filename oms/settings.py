@@ -72,6 +72,16 @@ class Settings(BaseSettings):
         description="A worker whose partitions have input waiting and no committed progress for this long "
         "restarts itself in place (0: never).",
     )
+    agent_batch_max: int = Field(
+        default=500,
+        ge=1,
+        le=100_000,
+        description="Records an agent takes per step: their outputs go out together and each touched state is "
+        "written to its changelog once.",
+    )
+    agent_batch_wait_ms: float = Field(
+        default=10.0, gt=0, le=10_000, description="...or fewer when no more arrive within this wait."
+    )
     sink_batch_rows: int = Field(default=5000, ge=1, le=1_000_000, description="Flush a sink batch at this size.")
     sink_flush_seconds: float = Field(default=1.0, gt=0, le=60, description="...or at this age.")
     log_level: Literal["debug", "info", "warning", "error"] = Field(default="info")

@@ -1,8 +1,10 @@
 """The faust application: broker settings, topics from the registry, and the agents.
 
 Kafka stays here at the edge; the agents call pure functions (streams/normalize.py) and send what
-they return. Sends inside an agent are attached to the input offset, so faust publishes them before
-it commits that offset: at-least-once, made safe downstream by stable event ids.
+they return. Each agent takes its input in steps of up to ``agent_batch_max`` records (``Step``):
+the step's outputs are sent together and acknowledged by Kafka, then every state the step touched is
+written to its changelog once, then faust acks the inputs. At-least-once, made safe downstream by
+stable event ids; one awaited round trip and one changelog write per key per step, not per record.
 """
 
 from __future__ import annotations
@@ -10,8 +12,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Iterable, Mapping
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from typing import Any, TypeVar, cast
 
 import faust
 from aiokafka.partitioner import murmur2
@@ -118,14 +120,17 @@ def register_normalize(app: faust.App, settings: Settings) -> Any:
     dead = _dead_letters(app, settings)
 
     async def normalize_agent(stream: StreamT[bytes]) -> AsyncIterator[int]:
-        async for event in stream.events():
-            raw = raw_input_of(event, prefix)
-            outcome = normalize(raw, settings.tenant)
-            for change in outcome.events:
-                await changes.send(key=change.order_key.encode(), value=change.encode())
-            if outcome.dead_letter is not None:
-                await _send_dead(dead, outcome.dead_letter)
-            yield len(outcome.events)
+        async for batch in _steps(stream, settings):
+            sent = 0
+            async with Step() as step:
+                for event in batch:
+                    outcome = normalize(raw_input_of(event, prefix), settings.tenant)
+                    for change in outcome.events:
+                        step.send(changes, change.order_key.encode(), change.encode())
+                    if outcome.dead_letter is not None:
+                        step.send(*_dead_out(dead, outcome.dead_letter))
+                    sent += len(outcome.events)
+            yield sent
 
     return app.agent(raw_topic, name="normalize")(normalize_agent)
 
@@ -142,38 +147,42 @@ def register_lifecycle(app: faust.App, settings: Settings) -> Any:
     waiting = _bytes_table(app, "order-pending", settings)
     lock = asyncio.Lock()  # the agent and the expiry timer never interleave a read and write of one order
 
-    async def record(key: bytes, step: lifecycle.Step) -> None:
-        """Outputs first (acknowledged), then the state: a crash can repeat an output, never lose one."""
-        await publish([_dead_out(dead, letter) for letter in step.dead])
-        state.set(key, step.state.to_bytes())
-        oldest = step.state.oldest_pending_ms
+    def record(out: Step, key: bytes, change: lifecycle.Step) -> None:
+        """The step's outputs and its new state (whose changelog goes out after the outputs are acked)."""
+        for order in change.emit:
+            out.send(orders, key, order.to_avro())
+        for letter in change.dead:
+            out.send(*_dead_out(dead, letter))
+        state.set(key, change.state.to_bytes())
+        oldest = change.state.oldest_pending_ms
         if oldest is None:
             waiting.delete(key)
         else:
             waiting.set(key, str(oldest).encode())
 
     async def lifecycle_agent(stream: StreamT[bytes]) -> AsyncIterator[int]:
-        async for event in stream.events():
-            key = event.key if isinstance(event.key, bytes) else b""
-            try:
-                change = decode_change(event.value)
-            except (CodecError, ValueError) as exc:
-                await _dead_undecodable(dead, event, settings, lifecycle.STAGE, exc)
-                continue
-            async with lock:
-                step = lifecycle.apply(lifecycle.OrderState.from_bytes(state.get(key)), change)
-                await publish([(orders, key, order.to_avro()) for order in step.emit])
-                await record(key, step)
-            yield len(step.emit)
+        async for batch in _steps(stream, settings):
+            emitted = 0
+            async with lock, Step(state, waiting) as step:
+                for event in batch:
+                    key = event.key if isinstance(event.key, bytes) else b""
+                    try:
+                        change = decode_change(event.value)
+                    except (CodecError, ValueError) as exc:
+                        step.send(*_undecodable(dead, event, settings, lifecycle.STAGE, exc))
+                        continue
+                    applied = lifecycle.apply(lifecycle.OrderState.from_bytes(state.get(key)), change)
+                    record(step, key, applied)
+                    emitted += len(applied.emit)
+            yield emitted
 
     async def expire_pending() -> None:
         now = int(time.time() * 1000)
         wait_ms = int(settings.pending_update_wait_s * 1000)
-        async with lock:
+        async with lock, Step(state, waiting) as step:
             due = [key for key, oldest in waiting.active_items(app, changes_name) if now - int(oldest) >= wait_ms]
             for key in due:
-                step = lifecycle.expire(lifecycle.OrderState.from_bytes(state.get(key)), now, wait_ms)
-                await record(key, step)
+                record(step, key, lifecycle.expire(lifecycle.OrderState.from_bytes(state.get(key)), now, wait_ms))
 
     app.timer(settings.pending_check_s, name="expire-pending-updates")(expire_pending)
     return app.agent(changes, name="lifecycle")(lifecycle_agent)
@@ -207,7 +216,8 @@ def register_allocation(app: faust.App, settings: Settings, rules: RulesHolder) 
     loads = _bytes_table(app, "routing-workload", settings)  # per partition: orders per node, hour and day
     lock = asyncio.Lock()  # the agent and the expiry timer never interleave a read and write of one order
 
-    async def record(
+    def record(
+        out: Step,
         key: bytes,
         state: allocation.Allocation,
         before: allocation.Outcome,
@@ -215,7 +225,7 @@ def register_allocation(app: faust.App, settings: Settings, rules: RulesHolder) 
         order: OrderEvent | None = None,
         action: routing_state.Action | None = None,
     ) -> None:
-        """Outputs first (acknowledged), then the state: a crash can repeat a command, never lose one."""
+        """The outputs and the new state (whose changelog goes out after the outputs are acked)."""
         route = routing_state.OrderRouting.from_dict(key.decode(), state.routing)
         if order is not None:
             route.on_order(order)
@@ -230,12 +240,12 @@ def register_allocation(app: faust.App, settings: Settings, rules: RulesHolder) 
             log.info("order %s cancelled by %s: %d holds released", key.decode(), step.actor, len(released))
             sent = [*sent, *released]
             route.on_allocation(stock_records.allocation_record(state))
-        out = [(commands, c.sku.encode(), stock_records.encode_command(c)) for c in sent]
+        for command in sent:
+            out.send(commands, command.sku.encode(), stock_records.encode_command(command))
         if state.outcome is not before:
-            out.append((outcomes, key, stock_records.encode_allocation(state)))
+            out.send(outcomes, key, stock_records.encode_allocation(state))
         if step is not None:
-            out.append((routed, key, routing_records.encode_step(step)))
-        await publish(out)
+            out.send(routed, key, routing_records.encode_step(step))
         state.routing = route.to_dict()
         table.set(key, state.to_bytes())
         if state.expires_at_ms is None:
@@ -246,43 +256,46 @@ def register_allocation(app: faust.App, settings: Settings, rules: RulesHolder) 
             workload.forget_before(time.strftime("%Y-%m-%d", time.gmtime(time.time() - 2 * 86400)))
             loads.set(load_key, workload.to_bytes())
 
+    def apply(out: Step, event: EventT[bytes]) -> int:
+        """One input record of the agent: its commands and decisions into ``out``; the commands counted."""
+        key = event.key if isinstance(event.key, bytes) else b""
+        topic = event.message.topic
+        try:
+            order = OrderEvent.decode(event.value) if topic == orders_name else None
+            action = routing_records.decode_action(event.value) if topic == actions_name else None
+            decision = None if order or action else stock_records.decode_decision(event.value)
+        except (CodecError, ValueError, TypeError) as exc:
+            out.send(*_undecodable(dead, event, settings, "allocation", exc))
+            return 0
+        stored = table.get(key)
+        if action is not None and not stored:
+            log.warning("hold action %s for unknown order %s: ignored", action.action_id, key.decode())
+            return 0
+        if stored:
+            state = allocation.Allocation.from_bytes(stored)
+        else:
+            channel = order.channel if order else "*"
+            state = allocation.Allocation(key.decode(), allocation.ShortPolicy(settings.short_policy_for(channel)))
+        before = state.outcome
+        sent: list[allocation.StockCommand] = []
+        if order is not None:
+            first = not state.lines  # the reserves go out now: where should they hold the units?
+            prefer = routing.preference(request_of_order(order), rules.rules, _now_ms()) if first else ()
+            sent = state.on_order(order, settings.unpaid_hold_ms(order.channel), settings.bundles(), prefer)
+        elif decision is not None:
+            sent = state.on_decision(decision)
+        record(out, key, state, before, sent, order, action)
+        return len(sent)
+
     async def allocation_agent(stream: StreamT[bytes]) -> AsyncIterator[int]:
-        async for event in stream.events():
-            key = event.key if isinstance(event.key, bytes) else b""
-            async with lock:
-                topic = event.message.topic
-                try:
-                    order = OrderEvent.decode(event.value) if topic == orders_name else None
-                    action = routing_records.decode_action(event.value) if topic == actions_name else None
-                    decision = None if order or action else stock_records.decode_decision(event.value)
-                except (CodecError, ValueError, TypeError) as exc:
-                    await _dead_undecodable(dead, event, settings, "allocation", exc)
-                    continue
-                stored = table.get(key)
-                if action is not None and not stored:
-                    log.warning("hold action %s for unknown order %s: ignored", action.action_id, key.decode())
-                    continue
-                if stored:
-                    state = allocation.Allocation.from_bytes(stored)
-                else:
-                    channel = order.channel if order else "*"
-                    state = allocation.Allocation(
-                        key.decode(), allocation.ShortPolicy(settings.short_policy_for(channel))
-                    )
-                before = state.outcome
-                sent: list[allocation.StockCommand] = []
-                if order is not None:
-                    first = not state.lines  # the reserves go out now: where should they hold the units?
-                    prefer = routing.preference(request_of_order(order), rules.rules, _now_ms()) if first else ()
-                    sent = state.on_order(order, settings.unpaid_hold_ms(order.channel), settings.bundles(), prefer)
-                elif decision is not None:
-                    sent = state.on_decision(decision)
-                await record(key, state, before, sent, order, action)
-            yield len(sent)
+        async for batch in _steps(stream, settings):
+            async with lock, Step(table, deadlines, loads) as step:
+                sent = sum(apply(step, event) for event in batch)
+            yield sent
 
     async def expire_unpaid() -> None:
         now = int(time.time() * 1000)
-        async with lock:
+        async with lock, Step(table, deadlines, loads) as step:
             for key, deadline in deadlines.active_items(app, orders_name):
                 if int(deadline) > now:
                     continue
@@ -295,7 +308,7 @@ def register_allocation(app: faust.App, settings: Settings, rules: RulesHolder) 
                 sent = state.expire(now)
                 if sent:
                     log.info("unpaid order %s expired: %d holds released", key.decode(), len(sent))
-                await record(key, state, before, sent)
+                record(step, key, state, before, sent)
 
     app.timer(settings.hold_check_s, name="expire-unpaid-holds")(expire_unpaid)
 
@@ -333,36 +346,41 @@ def register_inventory(app: faust.App, settings: Settings) -> Any:
     dead = _dead_letters(app, settings)
     table = _bytes_table(app, "stock", settings)
 
+    def apply(out: Step, event: EventT[bytes]) -> int:
+        """One stock command or adjustment: its ledger moves and reserve answer into ``out``; moves counted."""
+        key = event.key if isinstance(event.key, bytes) else b""
+        item: allocation.StockCommand | StockAdjustment
+        try:
+            if event.message.topic == commands_name:
+                item = stock_records.decode_command(event.value)
+            else:
+                item = StockAdjustment.decode(event.value)
+        except (CodecError, ValueError) as exc:
+            out.send(*_undecodable(dead, event, settings, "inventory", exc))
+            return 0
+        stock = table.load(key, inventory.SkuStock.from_bytes) or inventory.SkuStock(key.decode())
+        try:
+            decision, moves = _apply(stock, item)
+        except ValueError as exc:  # refused before any change (SkuStock raises first): nothing to write
+            what = item.hold_id if isinstance(item, allocation.StockCommand) else item.adjustment_id
+            letter = dead_letter(
+                raw_input_of(event, prefix), settings.tenant, "invalid_command", f"{what}: {exc}", "inventory"
+            )
+            out.send(*_dead_out(dead, letter))
+            return 0
+        for move in moves:
+            out.send(ledger, key, stock_records.encode_movement(move))
+        if decision is not None:
+            order = decision.hold_id.rsplit("|", 1)[0]
+            out.send(answers, order.encode(), stock_records.encode_decision(decision))
+        table.store(key, stock, inventory.SkuStock.to_bytes)
+        return len(moves)
+
     async def inventory_agent(stream: StreamT[bytes]) -> AsyncIterator[int]:
-        async for event in stream.events():
-            key = event.key if isinstance(event.key, bytes) else b""
-            item: allocation.StockCommand | StockAdjustment
-            try:
-                if event.message.topic == commands_name:
-                    item = stock_records.decode_command(event.value)
-                else:
-                    item = StockAdjustment.decode(event.value)
-            except (CodecError, ValueError) as exc:
-                await _dead_undecodable(dead, event, settings, "inventory", exc)
-                continue
-            stored = table.get(key)
-            stock = inventory.SkuStock.from_bytes(stored) if stored else inventory.SkuStock(key.decode())
-            try:
-                decision, moves = _apply(stock, item)
-            except ValueError as exc:  # refused: this event's stock is dropped, not written
-                what = item.hold_id if isinstance(item, allocation.StockCommand) else item.adjustment_id
-                letter = dead_letter(
-                    raw_input_of(event, prefix), settings.tenant, "invalid_command", f"{what}: {exc}", "inventory"
-                )
-                await _send_dead(dead, letter)
-                continue
-            out = [(ledger, key, stock_records.encode_movement(move)) for move in moves]
-            if decision is not None:
-                order = decision.hold_id.rsplit("|", 1)[0]
-                out.append((answers, order.encode(), stock_records.encode_decision(decision)))
-            await publish(out)
-            table.set(key, stock.to_bytes())
-            yield len(moves)
+        async for batch in _steps(stream, settings):
+            async with Step(table) as step:
+                moved = sum(apply(step, event) for event in batch)
+            yield moved
 
     return app.agent(source, name="inventory")(inventory_agent)
 
@@ -400,6 +418,62 @@ async def publish(messages: list[tuple[Any, bytes, Any]]) -> None:
         await asyncio.gather(*futures)
 
 
+def _steps(stream: StreamT[bytes], settings: Settings) -> AsyncIterator[Sequence[EventT[bytes]]]:
+    """The agent's input in steps: up to ``agent_batch_max`` records, or what came within the wait.
+
+    faust acks a step's records after the agent's body for the step has run (``take_events``), so an
+    offset is committed only once its step's outputs and state are in Kafka.
+    """
+    steps: AsyncIterator[Sequence[EventT[bytes]]] = cast(Any, stream).take_events(  # not in StreamT's stubs
+        settings.agent_batch_max, settings.agent_batch_wait_ms / 1000
+    )
+    return steps
+
+
+class Step:
+    """One step of an agent: outputs gathered, then sent and acknowledged, then the tables' changelogs.
+
+    Inside ``async with Step(*tables)`` the tables' in-memory state moves at once (a later record of
+    the step reads what an earlier one wrote), but their changelog writes wait: on leaving, the
+    outputs are published (``publish``) and only then each touched key's last value goes to its
+    changelog, once. If the body or the publishing fails, the in-memory state is put back as it was,
+    so records read again after the failure are applied again, not taken for duplicates.
+    """
+
+    def __init__(self, *tables: KeyedTable) -> None:
+        self.tables = tables
+        self.out: list[tuple[Any, bytes, Any]] = []
+
+    def send(self, topic: Any, key: bytes, value: Any) -> None:
+        self.out.append((topic, key, value))
+
+    async def __aenter__(self) -> Step:
+        for table in self.tables:
+            table.begin()
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
+        try:
+            if exc_type is None:
+                await publish(self.out)
+        except BaseException:
+            for table in self.tables:
+                table.rollback()
+            raise
+        if exc_type is not None:
+            for table in self.tables:
+                table.rollback()
+            return
+        for table in self.tables:
+            table.commit()
+
+
+#: Decoded values a KeyedTable keeps per table (the oldest decoded leaves first).
+OBJECT_CACHE_KEYS = 20_000
+
+T = TypeVar("T")
+
+
 class KeyedTable:
     """A faust table of bytes whose changelog partition is computed from the key, always.
 
@@ -418,6 +492,84 @@ class KeyedTable:
         self.table.key_serializer = "raw"
         self.table.value_serializer = "raw"
         self.partitions = partitions
+        self._held: dict[bytes, bytes | None] | None = None  # in a step: changelog writes to make on commit
+        self._before: dict[bytes, bytes | None] = {}  # in a step: each touched key's value before it
+        # decoded values (``load``/``store``) and the bytes each was decoded from; values stored in a
+        # step are encoded once, on commit
+        self._objects: dict[bytes, tuple[bytes, Any]] = {}
+        self._dirty: dict[bytes, tuple[Any, Callable[[Any], bytes]]] = {}
+
+    def begin(self) -> None:
+        """From now on changelog writes wait for ``commit`` (and ``rollback`` can undo the writes)."""
+        self._held, self._before = {}, {}
+
+    def commit(self) -> None:
+        """Each key touched since ``begin``: its last value (or deletion) to the changelog, once."""
+        dirty, self._dirty = self._dirty, {}
+        for key, (value, encode) in dirty.items():
+            self._put(key, encode(value), value)
+        held, self._held, self._before = self._held or {}, None, {}
+        for key, raw in held.items():
+            self.table.send_changelog(self.partition(key), key, raw)
+
+    def rollback(self) -> None:
+        """The in-memory state as it was at ``begin``; nothing goes to the changelog."""
+        before, self._held, self._before, self._dirty = self._before, None, {}, {}
+        self._objects.clear()  # a loaded value may have been changed in place
+        for key, raw in before.items():
+            if raw is None:
+                self.table.data.pop(key, None)
+            else:
+                self.table.data[key] = raw
+
+    def load(self, key: bytes, decode: Callable[[bytes], T]) -> T | None:
+        """The key's value decoded, once: later loads of unchanged bytes return the same object.
+
+        The caller may change the object in place, but must then ``store`` it (or fail the step).
+        """
+        dirty = self._dirty.get(key)
+        if dirty is not None:
+            return cast(T, dirty[0])
+        raw = self.get(key)
+        if raw is None:
+            return None
+        known = self._objects.get(key)
+        if known is not None and known[0] is raw:  # the bytes we decoded (a restore replaces them)
+            return cast(T, known[1])
+        value = decode(raw)
+        self._remember(key, raw, value)
+        return value
+
+    def store(self, key: bytes, value: T, encode: Callable[[T], bytes]) -> None:
+        """Set the key to ``value``; in a step it is encoded once, when the step commits."""
+        if self._held is None:
+            self._put(key, encode(value), value)
+            self.table.send_changelog(self.partition(key), key, self.get(key))
+            return
+        if key not in self._before:
+            self._before[key] = self.get(key)
+        self._held.pop(key, None)
+        self._dirty[key] = (value, cast(Callable[[Any], bytes], encode))
+
+    def _put(self, key: bytes, raw: bytes, value: Any) -> None:
+        self.table.data[key] = raw
+        self._remember(key, raw, value)
+        if self._held is not None:
+            self._held[key] = raw
+
+    def _remember(self, key: bytes, raw: bytes, value: Any) -> None:
+        if len(self._objects) >= OBJECT_CACHE_KEYS and key not in self._objects:
+            self._objects.pop(next(iter(self._objects)))  # the oldest decoded
+        self._objects[key] = (raw, value)
+
+    def _write(self, key: bytes, value: bytes | None) -> None:
+        self._dirty.pop(key, None)
+        if self._held is None:
+            self.table.send_changelog(self.partition(key), key, value)
+            return
+        if key not in self._before:
+            self._before[key] = self.get(key)
+        self._held[key] = value
 
     def partition(self, key: bytes) -> int:
         return int((murmur2(key) & 0x7FFFFFFF) % self.partitions)
@@ -427,13 +579,13 @@ class KeyedTable:
         return value if isinstance(value, bytes) else None
 
     def set(self, key: bytes, value: bytes) -> None:
+        self._write(key, value)
         self.table.data[key] = value
-        self.table.send_changelog(self.partition(key), key, value)
 
     def delete(self, key: bytes) -> None:
         if key in self.table.data:
+            self._write(key, None)
             del self.table.data[key]
-            self.table.send_changelog(self.partition(key), key, None)
 
     def items(self) -> list[tuple[bytes, bytes]]:
         return list(self.table.data.items())
@@ -458,18 +610,15 @@ def _dead_letters(app: faust.App, settings: Settings) -> Any:
     )
 
 
-async def _dead_undecodable(dead: Any, event: EventT[bytes], settings: Settings, stage: str, exc: Exception) -> None:
-    """A record an agent cannot decode goes to the dead-letter topic with its original bytes."""
+def _undecodable(
+    dead: Any, event: EventT[bytes], settings: Settings, stage: str, exc: Exception
+) -> tuple[Any, bytes, Any]:
+    """A record an agent cannot decode: a dead letter with its original bytes, to send."""
     raw = raw_input_of(event, settings.topic_prefix)
-    await _send_dead(dead, dead_letter(raw, settings.tenant, "undecodable", str(exc), stage=stage))
+    return _dead_out(dead, dead_letter(raw, settings.tenant, "undecodable", str(exc), stage=stage))
 
 
 def _dead_out(dead: Any, letter: DeadLetter) -> tuple[Any, bytes, Any]:
     """A dead letter as a (topic, key, value) to send, logged once here."""
     log.warning("dead letter %s: %s: %s", letter.dead_letter_id, letter.reason_code, letter.reason)
     return (dead, letter.source_topic.encode(), letter.to_avro())
-
-
-async def _send_dead(dead: Any, letter: DeadLetter) -> None:
-    topic, key, value = _dead_out(dead, letter)
-    await topic.send(key=key, value=value)

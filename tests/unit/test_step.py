@@ -1,0 +1,191 @@
+"""An agent's step (streams/app.py ``Step``): outputs acknowledged first, then one changelog write per key.
+
+The table is a real faust Table of an app that never starts; its changelog sends and the topics'
+sends are recorded in one journal, so the tests see the order in which they would reach Kafka.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+from typing import Any
+from unittest import mock
+
+import pytest
+from faust.topics import Topic
+
+from oms.settings import Settings
+from streams.app import KeyedTable, Step, create_app
+
+
+@pytest.fixture(autouse=True)
+def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for name in [n for n in os.environ if n.startswith("OMS_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+
+
+class Journal:
+    def __init__(self, fail_sends: bool = False) -> None:
+        self.entries: list[tuple[str, bytes, bytes | None]] = []
+        self.fail_sends = fail_sends
+
+    async def send(self, topic: Topic, *, key: Any = None, value: Any = None, **_: Any) -> asyncio.Future[None]:
+        self.entries.append((f"out:{topic.get_topic_name()}", key, value))
+        acked: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if self.fail_sends:
+            acked.set_exception(RuntimeError("broker unreachable"))
+        else:
+            acked.set_result(None)
+        return acked
+
+    def changelog(self, partition: int, key: bytes, value: bytes | None) -> None:
+        self.entries.append(("changelog", key, value))
+
+
+def _run(journal: Journal, scenario: Any) -> None:
+    async def main() -> None:
+        app = create_app(Settings(topic_prefix="unit-step."))
+        table = KeyedTable(app, "unit-step-table", 4)
+        topic = app.topic("unit-step.out", key_serializer="raw", value_serializer="raw")
+        with (
+            mock.patch.object(Topic, "send", autospec=True, side_effect=journal.send),
+            mock.patch.object(table.table, "send_changelog", side_effect=journal.changelog),
+        ):
+            await scenario(table, topic)
+
+    asyncio.run(main())
+
+
+def test_outputs_go_before_the_changelog_and_each_key_is_written_once_with_its_last_value() -> None:
+    journal = Journal()
+
+    async def scenario(table: KeyedTable, topic: Any) -> None:
+        async with Step(table) as step:
+            table.set(b"sku-1", b"9")
+            step.send(topic, b"o1", b"reserved")
+            assert table.get(b"sku-1") == b"9"  # a later record of the step reads what an earlier wrote
+            table.set(b"sku-1", b"8")
+            table.set(b"sku-2", b"5")
+            step.send(topic, b"o2", b"reserved")
+            table.delete(b"sku-2")
+            assert journal.entries == []  # nothing leaves before the step ends
+        assert table.get(b"sku-1") == b"8"
+        assert table.get(b"sku-2") is None
+
+    _run(journal, scenario)
+    outputs = [e for e in journal.entries if e[0].startswith("out:")]
+    assert outputs == [("out:unit-step.out", b"o1", b"reserved"), ("out:unit-step.out", b"o2", b"reserved")]
+    assert journal.entries[:2] == outputs
+    assert sorted(e for e in journal.entries if e[0] == "changelog") == [
+        ("changelog", b"sku-1", b"8"),
+        ("changelog", b"sku-2", None),
+    ]
+
+
+def test_a_failed_publish_puts_the_state_back_and_writes_no_changelog() -> None:
+    journal = Journal(fail_sends=True)
+
+    async def scenario(table: KeyedTable, topic: Any) -> None:
+        table.set(b"sku-1", b"10")  # outside a step: written through at once
+        with pytest.raises(RuntimeError, match="broker unreachable"):
+            async with Step(table) as step:
+                table.set(b"sku-1", b"7")
+                table.set(b"sku-new", b"3")
+                step.send(topic, b"o1", b"reserved")
+        assert table.get(b"sku-1") == b"10"
+        assert table.get(b"sku-new") is None
+
+    _run(journal, scenario)
+    assert [e for e in journal.entries if e[0] == "changelog"] == [("changelog", b"sku-1", b"10")]
+
+
+def test_an_error_in_the_step_body_puts_the_state_back_and_sends_nothing() -> None:
+    journal = Journal()
+
+    async def scenario(table: KeyedTable, topic: Any) -> None:
+        table.set(b"sku-1", b"10")
+        with pytest.raises(ValueError, match="bad record"):
+            async with Step(table) as step:
+                table.delete(b"sku-1")
+                step.send(topic, b"o1", b"reserved")
+                raise ValueError("bad record")
+        assert table.get(b"sku-1") == b"10"
+        async with Step(table):  # the table works normally afterwards
+            table.set(b"sku-1", b"4")
+        assert table.get(b"sku-1") == b"4"
+
+    _run(journal, scenario)
+    assert journal.entries == [("changelog", b"sku-1", b"10"), ("changelog", b"sku-1", b"4")]
+
+
+def _decode(raw: bytes) -> list[int]:
+    return [int(x) for x in raw.split(b",")]
+
+
+def _encode(value: list[int]) -> bytes:
+    return b",".join(str(x).encode() for x in value)
+
+
+def test_a_loaded_value_is_decoded_once_and_a_stored_one_encoded_once_per_step() -> None:
+    journal = Journal()
+    decodes: list[bytes] = []
+    encodes: list[list[int]] = []
+
+    def decode(raw: bytes) -> list[int]:
+        decodes.append(raw)
+        return _decode(raw)
+
+    def encode(value: list[int]) -> bytes:
+        encodes.append(list(value))
+        return _encode(value)
+
+    async def scenario(table: KeyedTable, topic: Any) -> None:
+        table.set(b"sku-1", b"1,2")
+        async with Step(table):
+            for n in (3, 4, 5):
+                value = table.load(b"sku-1", decode)
+                assert value is not None
+                value.append(n)
+                table.store(b"sku-1", value, encode)
+        assert table.get(b"sku-1") == b"1,2,3,4,5"
+        async with Step(table):  # the next step reuses the object decoded before
+            value = table.load(b"sku-1", decode)
+            assert value == [1, 2, 3, 4, 5]
+            table.store(b"sku-1", [*value, 6], encode)
+
+    _run(journal, scenario)
+    assert decodes == [b"1,2"]
+    assert encodes == [[1, 2, 3, 4, 5], [1, 2, 3, 4, 5, 6]]
+    assert [e for e in journal.entries if e[0] == "changelog"] == [
+        ("changelog", b"sku-1", b"1,2"),
+        ("changelog", b"sku-1", b"1,2,3,4,5"),
+        ("changelog", b"sku-1", b"1,2,3,4,5,6"),
+    ]
+
+
+def test_bytes_replaced_behind_the_table_are_decoded_again() -> None:
+    async def scenario(table: KeyedTable, topic: Any) -> None:
+        table.set(b"sku-1", b"1")
+        assert table.load(b"sku-1", _decode) == [1]
+        table.table.data[b"sku-1"] = b"7,8"  # what a changelog restore does
+        assert table.load(b"sku-1", _decode) == [7, 8]
+
+    _run(Journal(), scenario)
+
+
+def test_a_failed_step_forgets_values_changed_in_place() -> None:
+    async def scenario(table: KeyedTable, topic: Any) -> None:
+        table.set(b"sku-1", b"1")
+        with pytest.raises(ValueError, match="bad record"):
+            async with Step(table):
+                value = table.load(b"sku-1", _decode)
+                assert value is not None
+                value.append(99)
+                table.store(b"sku-1", value, _encode)
+                raise ValueError("bad record")
+        assert table.load(b"sku-1", _decode) == [1]
+        assert table.get(b"sku-1") == b"1"
+
+    _run(Journal(), scenario)
