@@ -157,19 +157,20 @@ def ceiling(settings: Settings, records: int = 50_000, size: int = 1_500) -> flo
     return moved / seconds
 
 
-def _latencies(client: Any) -> dict[str, float]:
-    routing = client.query(
-        """
-        SELECT count(), quantiles(0.5, 0.95, 0.99)(ms), max(ms) FROM (
-            SELECT dateDiff('millisecond', h.ready, r.decided) AS ms
+_ROUTING_MS = """
+            SELECT r.decided AS decided, dateDiff('millisecond', h.ready, r.decided) AS ms
             FROM (SELECT order_key, min(decided_at) AS decided FROM routing_decisions FINAL GROUP BY order_key) AS r
             INNER JOIN (
                 SELECT order_key, minIf(ingest_time, status IN ('paid', 'processing')) AS ready
                 FROM order_status_history FINAL GROUP BY order_key HAVING countIf(status IN ('paid', 'processing')) > 0
             ) AS h USING (order_key)
-        )
-        """
-    ).result_rows[0]
+"""
+
+
+def _latencies(client: Any) -> dict[str, float]:
+    routing = client.query(f"SELECT count(), quantiles(0.5, 0.95, 0.99)(ms), max(ms) FROM ({_ROUTING_MS})").result_rows[
+        0
+    ]
     stock = client.query(
         """
         SELECT count(), quantiles(0.5, 0.95, 0.99)(ms), max(ms) FROM (
@@ -275,7 +276,7 @@ def _run(
 
                 chaos_timer = threading.Timer(0.4 * seconds, kill)
                 chaos_timer.start()
-            load_began = time.monotonic()
+            load_began, load_began_wall = time.monotonic(), time.time()
             summary = run_to_kafka(settings, sim, total, rate, on_ack=count)
             load_seconds = time.monotonic() - load_began
             if chaos_timer is not None:
@@ -285,8 +286,10 @@ def _run(
             _settle(client, samples)
             stop.set()
             sampling.join(10)
+            records = _records_per_topic(lag_consumer, settings.topic_prefix)
             lag_consumer.close()
             latencies = _latencies(client)
+            latency_series = _latency_series(client, load_began_wall)
             if sinks.errors:
                 raise sinks.errors[0]
     finally:
@@ -294,9 +297,9 @@ def _run(
             proc.stop()
     ceiling_rate = ceiling(settings)
     numbers = _numbers(rate, seconds, n_workers, chaos, units, summary.sent, load_seconds, drained, verdict,
-                       latencies, samples, ceiling_rate, events)  # fmt: skip
+                       latencies, samples, ceiling_rate, events, records)  # fmt: skip
     _write(out_dir, "pipeline", numbers)
-    _series(out_dir, samples)
+    _series(out_dir, samples, latency_series)
     for line in verdict.lines():
         print("  " + line)
     return numbers
@@ -328,6 +331,7 @@ def _numbers(
     samples: list[Sample],
     ceiling_rate: float,
     events: list[str],
+    records: dict[str, int],
 ) -> dict[str, object]:
     decided_rate = verdict.orders_decided / drained if drained else 0.0
     peak_cpu: dict[str, float] = {}
@@ -361,6 +365,10 @@ def _numbers(
         "dead_letters": verdict.dead_letters,
         "outcomes": json.dumps(verdict.outcomes, sort_keys=True),
         **latencies,
+        "kafka_records_per_order": round(sum(records.values()) / verdict.orders_expected, 1)
+        if verdict.orders_expected
+        else 0.0,
+        "kafka_records_by_topic": json.dumps(records),
         "ceiling_bare_confluent_records_per_s": round(ceiling_rate, 1),
         "pipeline_deliveries_vs_ceiling": round((sent / drained) / ceiling_rate, 4) if drained and ceiling_rate else 0,
         "peak_cpu_pct": json.dumps({k: round(v) for k, v in peak_cpu.items()}),
@@ -371,12 +379,37 @@ def _numbers(
     return numbers
 
 
-def _series(out_dir: Path, samples: list[Sample]) -> None:
+def _latency_series(client: Any, began_s: float) -> list[tuple[float, float, float]]:
+    """Raw order -> routing decision by when the decision was made: (seconds since load start, p50, p99) per 5 s."""
+    rows = client.query(
+        f"SELECT toUnixTimestamp(toStartOfInterval(decided, INTERVAL 5 SECOND)) AS bucket, "
+        f"quantiles(0.5, 0.99)(ms) FROM ({_ROUTING_MS}) GROUP BY bucket ORDER BY bucket"
+    ).result_rows
+    return [(float(bucket) - began_s, float(q[0]), float(q[1])) for bucket, q in rows]
+
+
+def _records_per_topic(consumer: Consumer, prefix: str) -> dict[str, int]:
+    """Records written to each of the run's topics (high watermarks): the messages an order costs."""
+    out: dict[str, int] = {}
+    for name, meta in consumer.list_topics(timeout=10).topics.items():
+        if not name.startswith(prefix) or "ceiling" in name:
+            continue
+        total = 0
+        for p in meta.partitions:
+            _, high = consumer.get_watermark_offsets(TopicPartition(name, p), timeout=5, cached=False)
+            total += max(0, high)
+        out[name[len(prefix) :]] = total
+    return dict(sorted(out.items(), key=lambda kv: -kv[1]))
+
+
+def _series(out_dir: Path, samples: list[Sample], latency: list[tuple[float, float, float]]) -> None:
     """The per-second series as JSON, and a PNG of throughput, lag and CPU when matplotlib is there."""
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     rows = [{"t": round(s.t, 1), "produced": s.produced, "decided": s.decided, "lag": s.lag, "cpu": s.cpu,
              "rss_mb": s.rss_mb} for s in samples]  # fmt: skip
-    (out_dir / f"pipeline-{stamp}-series.json").write_text(json.dumps(rows, indent=1))
+    lat = [{"t": round(t, 1), "raw_to_routing_p50_ms": p50, "raw_to_routing_p99_ms": p99} for t, p50, p99 in latency]
+    series = {"per_second": rows, "latency_5s": lat}
+    (out_dir / f"pipeline-{stamp}-series.json").write_text(json.dumps(series, indent=1))
     try:
         import matplotlib
 
@@ -386,13 +419,17 @@ def _series(out_dir: Path, samples: list[Sample]) -> None:
         print("(matplotlib is not installed: no PNG; `pip install -e '.[load]'`)")
         return
     t = [s.t for s in samples]
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 7), sharex=True)
+    fig, (top, middle, bottom) = plt.subplots(3, 1, figsize=(10, 9), sharex=True)
     rate_in = [0.0] + [(b.produced - a.produced) / max(b.t - a.t, 1e-6) for a, b in itertools.pairwise(samples)]
     rate_out = [0.0] + [(b.decided - a.decided) / max(b.t - a.t, 1e-6) for a, b in itertools.pairwise(samples)]
     top.plot(t, rate_in, label="deliveries produced /s")
     top.plot(t, rate_out, label="orders routed /s")
     top.set_ylabel("per second")
     top.legend()
+    middle.plot([x[0] for x in latency], [x[1] / 1000 for x in latency], label="raw order -> routing p50")
+    middle.plot([x[0] for x in latency], [x[2] / 1000 for x in latency], label="raw order -> routing p99")
+    middle.set_ylabel("seconds (by decision time)")
+    middle.legend()
     bottom.plot(t, [s.lag for s in samples], label="worker consumer lag (records)")
     bottom.set_ylabel("records")
     bottom.set_xlabel("seconds")

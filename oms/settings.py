@@ -80,7 +80,7 @@ class Settings(BaseSettings):
         "written to its changelog once.",
     )
     agent_batch_wait_ms: float = Field(
-        default=10.0, gt=0, le=10_000, description="...or fewer when no more arrive within this wait."
+        default=50.0, gt=0, le=10_000, description="...or fewer when no more arrive within this wait."
     )
     sink_batch_rows: int = Field(default=5000, ge=1, le=1_000_000, description="Flush a sink batch at this size.")
     sink_flush_seconds: float = Field(default=1.0, gt=0, le=60, description="...or at this age.")
