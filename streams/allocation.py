@@ -165,16 +165,19 @@ class Allocation:
                 ]
         if order.status == self.status:
             return commands
-        self.status = order.status
+        previous, self.status = self.status, order.status
         if order.status is not OrderStatus.PENDING_PAYMENT:
             self.expires_at_ms = None  # paid, cancelled or beyond: nothing left to expire
         if order.status is OrderStatus.CANCELLED:
             self.outcome = Outcome.CANCELLED
             return commands + self._all(Verb.RELEASE, "cancel")
+        if self.outcome in (Outcome.REJECTED, Outcome.CANCELLED, Outcome.EXPIRED):
+            return commands  # every hold is already short or released: a pay or ship has nothing to act on
+        paid_sent = previous is OrderStatus.PAID or previous in SHIPPED
         if order.status is OrderStatus.PAID:
             return commands + self._all(Verb.PAY, "paid")
-        if order.status in SHIPPED:
-            return commands + self._all(Verb.PAY, "paid") + self._all(Verb.SHIP, "shipped")
+        if order.status in SHIPPED and previous not in SHIPPED:  # delivered/completed after shipped: no news
+            return commands + ([] if paid_sent else self._all(Verb.PAY, "paid")) + self._all(Verb.SHIP, "shipped")
         return commands
 
     def expire(self, now_ms: int) -> list[StockCommand]:

@@ -160,7 +160,7 @@ def test_an_order_shipped_before_its_short_line_was_decided_is_partial_not_rejec
     reserves = allocation.on_order(order)
     assert [c.verb for c in reserves] == [Verb.RESERVE, Verb.RESERVE, Verb.PAY, Verb.PAY]
     shipped = _order("shopee", 7, [("SKU-A", 2), ("SKU-B", 1)], OrderStatus.SHIPPED)
-    assert {c.verb for c in allocation.on_order(shipped)} == {Verb.PAY, Verb.SHIP}
+    assert {c.verb for c in allocation.on_order(shipped)} == {Verb.SHIP}  # PAY went with the paid state
     held, short = sorted(allocation.lines)
     assert allocation.on_decision(Decision(held, "SKU-A", 2, HoldState.RESERVED, "WH-SG-1", 3)) == []
     assert allocation.on_decision(Decision(short, "SKU-B", 1, HoldState.SHORT, None, 0)) == []
@@ -234,3 +234,29 @@ def test_an_order_first_seen_paid_never_expires() -> None:
     allocation = Allocation("t1:lazada:4")
     allocation.on_order(_order("lazada", 4, [("SKU-A", 1)]), unpaid_hold_ms=1)
     assert allocation.expires_at_ms is None
+
+
+def test_pay_and_ship_go_out_once_per_order_not_with_every_later_status() -> None:
+    """Each command is a Kafka record: delivered/completed after shipped repeat nothing."""
+    allocation = Allocation("t1:shopee:8")
+    lines = [("SKU-A", 2), ("SKU-B", 1)]
+    assert [c.verb for c in allocation.on_order(_order("shopee", 8, lines, OrderStatus.PENDING_PAYMENT))] == [
+        Verb.RESERVE,
+        Verb.RESERVE,
+    ]
+    assert allocation.on_order(_order("shopee", 8, lines, OrderStatus.PROCESSING)) == []
+    shipped = allocation.on_order(_order("shopee", 8, lines, OrderStatus.SHIPPED))
+    assert sorted(c.verb.value for c in shipped) == ["pay", "pay", "ship", "ship"]  # never paid before: both
+    assert allocation.on_order(_order("shopee", 8, lines, OrderStatus.DELIVERED)) == []
+    assert allocation.on_order(_order("shopee", 8, lines, OrderStatus.COMPLETED)) == []
+
+
+def test_a_rejected_order_paid_later_sends_no_pay_for_holds_that_hold_nothing() -> None:
+    allocation = Allocation("t1:shopee:9")
+    lines = [("SKU-A", 1)]
+    allocation.on_order(_order("shopee", 9, lines, OrderStatus.PENDING_PAYMENT))
+    (hold,) = allocation.lines
+    allocation.on_decision(Decision(hold, "SKU-A", 1, HoldState.SHORT, None, 0))
+    assert allocation.outcome is Outcome.REJECTED
+    assert allocation.on_order(_order("shopee", 9, lines, OrderStatus.PAID)) == []
+    assert allocation.on_order(_order("shopee", 9, lines, OrderStatus.SHIPPED)) == []
