@@ -385,7 +385,7 @@ def _latency_series(client: Any, began_s: float) -> list[tuple[float, float, flo
         f"SELECT toUnixTimestamp(toStartOfInterval(decided, INTERVAL 5 SECOND)) AS bucket, "
         f"quantiles(0.5, 0.99)(ms) FROM ({_ROUTING_MS}) GROUP BY bucket ORDER BY bucket"
     ).result_rows
-    return [(float(bucket) - began_s, float(q[0]), float(q[1])) for bucket, q in rows]
+    return [(float(bucket) + 2.5 - began_s, float(q[0]), float(q[1])) for bucket, q in rows]  # mid-bucket
 
 
 def _records_per_topic(consumer: Consumer, prefix: str) -> dict[str, int]:
