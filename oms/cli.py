@@ -235,6 +235,12 @@ def _bench(settings: Settings, args: argparse.Namespace) -> int:
         )
         print("\n".join(f"  {k:<40}{v}" for k, v in numbers.items()))
         return 0 if numbers["verdict"] == "PASS" else 1
+    if args.what == "peer":
+        from loadtest.peer import run_peer
+
+        print(f"peer bench: {args.orders} orders, 100 SKUs x {args.units} units, textbook faust app, one worker")
+        print(run_peer(settings, args.orders, units=args.units, out_dir=Path(args.out)).render())
+        return 0
     if args.what == "sink":
         from oms.bench_sink import run_sink_bench
 
@@ -672,22 +678,23 @@ def build_parser() -> argparse.ArgumentParser:
     bench = add("bench", _bench, "Benchmarks that print numbers and write them to a results folder.")
     bench.add_argument(
         "what",
-        choices=["normalize", "webhooks", "reserve", "routing", "sink", "pipeline"],
+        choices=["normalize", "webhooks", "reserve", "routing", "sink", "pipeline", "peer"],
         help="normalize: raw records -> canonical changes through Kafka; webhooks: signed requests/s; "
         "reserve: canonical orders -> stock reserved and orders allocated, 1 and 2 workers, and table "
         "recovery after kill -9; routing: decisions/s on one core with the routing rules (no broker); "
         "sink: fact records/s into a private chDB (configured vs small batches), alert latency, detector facts/s; "
-        "pipeline: the flash-sale scenario end to end (workers, sinks, verifier, latencies, I/O ceiling)",
+        "pipeline: the flash-sale scenario end to end (workers, sinks, verifier, latencies, I/O ceiling); "
+        "peer: --orders through a textbook faust app (agent per step, Table per event) on the same broker",
     )
     bench.add_argument("--seconds", type=float, default=60.0, help="pipeline: seconds of load (default 60)")
-    bench.add_argument("--units", type=int, default=1000, help="pipeline: units in stock per SKU (default 1000)")
+    bench.add_argument("--units", type=int, default=1000, help="pipeline, peer: units in stock per SKU (default 1000)")
     bench.add_argument("--chaos", action="store_true", help="pipeline: kill -9 a worker at 40%% of the load")
     bench.add_argument("--concurrency", type=int, default=32, help="webhooks: concurrent clients (default 32)")
     bench.add_argument("--records", type=int, default=20_000, help="records or requests (default 20000)")
     bench.add_argument("--malformed", type=float, default=0.02, help="share of malformed bodies (default 0.02)")
     bench.add_argument("--rate", type=float, default=0.0, help="records/s to pace at (default: as fast as possible)")
     bench.add_argument("--out", default="results", help="results folder (default results/)")
-    bench.add_argument("--orders", type=int, default=20_000, help="reserve: orders per throughput run (default 20000)")
+    bench.add_argument("--orders", type=int, default=20_000, help="reserve, peer: orders (default 20000)")
     bench.add_argument("--skus", type=int, default=2_000, help="reserve: SKUs the orders buy (default 2000)")
     bench.add_argument("--workers", default="1,2", help="reserve: worker counts to run, comma-separated (default 1,2)")
     bench.add_argument(
