@@ -15,7 +15,8 @@ every order decided, nothing lost, and ClickHouse gives the latencies:
 Every second a sampler records inputs produced, orders decided, the workers' consumer lag and CPU and
 memory of each process; the series goes to the results (and a PNG when matplotlib is installed). The
 same run measures this machine's I/O ceiling: a bare confluent-kafka consume-and-produce loop on the
-same broker, and gives the pipeline's rate as a ratio to it.
+same broker, and a textbook faust peer (loadtest/peer.py: an agent per step, a Table written per event)
+on the same orders, queued; the pipeline's rates are given as ratios to both.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from connectors.simulator import Simulator, run_to_kafka
 from connectors.stock_load import load
 from infra import clickhouse, kafka, topics
 from infra.process import ManagedProcess, ServiceError
+from loadtest.peer import run_peer
 from loadtest.verify import Verdict, verify
 from oms.bench import _write
 from oms.runtime import running_sinks, spawn_worker
@@ -54,6 +56,8 @@ from streams.routing_rules import load_rules
 log = logging.getLogger(__name__)
 
 CHANNELS = ["shopee", "lazada", "tiktok", "shopify", "pos"]
+#: Orders the textbook peer (loadtest/peer.py) processes in the same run: the scenario's, up to this.
+PEER_ORDERS = 5_000
 
 
 @dataclass
@@ -296,8 +300,10 @@ def _run(
         for proc in workers:
             proc.stop()
     ceiling_rate = ceiling(settings)
+    peer = run_peer(settings, min(len(expected), PEER_ORDERS), units=units)
+    print(f"textbook faust peer: {peer.orders_per_s:.1f} orders/s on {peer.orders} queued orders")
     numbers = _numbers(rate, seconds, n_workers, chaos, units, summary.sent, load_seconds, drained, verdict,
-                       latencies, samples, ceiling_rate, events, records)  # fmt: skip
+                       latencies, samples, ceiling_rate, events, records, peer.orders_per_s)  # fmt: skip
     _write(out_dir, "pipeline", numbers)
     _series(out_dir, samples, latency_series)
     for line in verdict.lines():
@@ -332,6 +338,7 @@ def _numbers(
     ceiling_rate: float,
     events: list[str],
     records: dict[str, int],
+    peer_rate: float,
 ) -> dict[str, object]:
     decided_rate = verdict.orders_decided / drained if drained else 0.0
     peak_cpu: dict[str, float] = {}
@@ -371,6 +378,8 @@ def _numbers(
         "kafka_records_by_topic": json.dumps(records),
         "ceiling_bare_confluent_records_per_s": round(ceiling_rate, 1),
         "pipeline_deliveries_vs_ceiling": round((sent / drained) / ceiling_rate, 4) if drained and ceiling_rate else 0,
+        "peer_textbook_faust_orders_per_s": round(peer_rate, 1),
+        "pipeline_orders_vs_peer": round(decided_rate / peer_rate, 3) if peer_rate else 0,
         "peak_cpu_pct": json.dumps({k: round(v) for k, v in peak_cpu.items()}),
         "peak_rss_mb": json.dumps({k: round(v) for k, v in peak_rss.items()}),
         "chaos_events": "; ".join(events),
