@@ -25,7 +25,10 @@ import contextlib
 import itertools
 import json
 import logging
+import math
 import shutil
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -39,16 +42,19 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
+import loadtest
 from connectors.simulator import Simulator, run_to_kafka
 from connectors.stock_load import load
 from infra import clickhouse, kafka, topics
 from infra.process import ManagedProcess, ServiceError
 from loadtest.peer import run_peer
+from loadtest.scenario import Scenario
 from loadtest.verify import Verdict, verify
 from oms.bench import _write
-from oms.runtime import running_sinks, spawn_worker
+from oms.runtime import running_sinks, settings_env, spawn_worker
 from oms.settings import Settings
 from schemas.order import Market, order_key
+from schemas.topics import RAW_ORDERS
 from sinks.clickhouse import migrate
 from streams.app import group_id, source_topics
 from streams.routing_rules import load_rules
@@ -56,6 +62,10 @@ from streams.routing_rules import load_rules
 log = logging.getLogger(__name__)
 
 CHANNELS = ["shopee", "lazada", "tiktok", "shopify", "pos"]
+#: The simulator seed of the load (locust's and the paced simulator's).
+LOAD_SEED = 17
+#: Deliveries per second per locust user.
+USER_RATE = 50.0
 #: Orders the textbook peer (loadtest/peer.py) processes in the same run: the scenario's, up to this.
 PEER_ORDERS = 5_000
 
@@ -100,12 +110,71 @@ def _lag(consumer: Consumer, parts: list[TopicPartition]) -> int:
     return lag
 
 
-def _partitions(settings: Settings, consumer: Consumer) -> list[TopicPartition]:
+def _partitions(settings: Settings, consumer: Consumer, names: list[str] | None = None) -> list[TopicPartition]:
     parts = []
-    for topic in source_topics(settings):
+    for topic in names if names is not None else source_topics(settings):
         meta = consumer.list_topics(topic, timeout=10).topics.get(topic)
         parts += [TopicPartition(topic, p) for p in (meta.partitions if meta is not None else {})]
     return parts
+
+
+def _written(consumer: Consumer, parts: list[TopicPartition]) -> int:
+    """Records on ``parts`` (their high watermarks): what the load has put on the raw topics so far."""
+    return sum(max(0, consumer.get_watermark_offsets(tp, timeout=5, cached=False)[1]) for tp in parts)
+
+
+class LocustLoad:
+    """The load of a bench run: locust's KafkaOrderUser (loadtest/users.py), headless, in a child process.
+
+    ``rate`` deliveries/s in all, 50 per user; with a ``shape`` (ramp, spike, plateau: loadtest/shapes.py)
+    ``rate`` is the peak. The users take the deliveries in order from one simulator stream (seed
+    LOAD_SEED, five channels, SG, the 100 flash-sale SKUs, hot SKUs included), so the first N of that
+    stream are exactly what was sent.
+    """
+
+    def __init__(self, settings: Settings, rate: float, seconds: float, shape: str, folder: Path) -> None:
+        self.settings, self.seconds, self.shape, self.folder = settings, seconds, shape, folder
+        self.users = max(1, math.ceil(rate / USER_RATE))
+        self.knobs = {
+            "OMS_LOAD_SEED": str(LOAD_SEED),
+            "OMS_LOAD_USER_RATE": str(rate / self.users),
+            "OMS_LOAD_CHANNELS": ",".join(CHANNELS),
+            "OMS_LOAD_MARKETS": "SG",
+            "OMS_LOAD_SKUS": "100",
+            "OMS_LOAD_SHAPE": shape,
+            "OMS_LOAD_USERS": str(self.users),
+            "OMS_LOAD_SECONDS": str(seconds),
+        }
+        self.scenario = Scenario.from_env(self.knobs)
+
+    def run(self) -> int:
+        """Run locust to the end; the deliveries Kafka acknowledged. ServiceError if any failed."""
+        report = self.folder / "locust"
+        command = [sys.executable, "-m", "locust", "-f", str(Path(loadtest.__file__).with_name("locustfile.py"))]
+        command += ["KafkaOrderUser", "--headless", "--only-summary", "--loglevel", "WARNING"]
+        command += ["--json-file", str(report), "--csv", str(self.folder / "locust")]
+        if self.shape == "none":
+            command += ["-u", str(self.users), "-r", str(self.users), "-t", f"{self.seconds:.0f}s"]
+        env = {**settings_env(self.settings), **self.knobs}
+        try:
+            run = subprocess.run(command, env=env, capture_output=True, text=True, timeout=self.seconds + 120)
+        except FileNotFoundError as exc:  # pragma: no cover - the interpreter itself is missing
+            raise ServiceError(f"cannot run locust: {exc}") from exc
+        if "No module named locust" in run.stderr:
+            raise ServiceError("locust is not installed: `pip install -e '.[dev]'`, or run with --load simulator")
+        if run.returncode != 0 or not report.with_suffix(".json").exists():
+            raise ServiceError(f"locust exited {run.returncode}:\n{run.stderr[-3000:]}")
+        stats = json.loads(report.with_suffix(".json").read_text())
+        requests = sum(int(entry["num_requests"]) for entry in stats)
+        failures = sum(int(entry["num_failures"]) for entry in stats)
+        if failures:
+            raise ServiceError(
+                f"locust: {failures} of {requests} deliveries were not acknowledged by Kafka at "
+                f"{self.settings.kafka_bootstrap}; the verifier cannot tell which orders exist. See {self.folder}"
+            )
+        if requests == 0:
+            raise ServiceError(f"locust sent nothing in {self.seconds:.0f} s:\n{run.stderr[-3000:]}")
+        return requests
 
 
 def _processes(workers: list[ManagedProcess], broker_pid: int | None) -> dict[str, psutil.Process]:
@@ -196,7 +265,15 @@ def _latencies(client: Any) -> dict[str, float]:
 
 
 def run_pipeline(
-    base: Settings, rate: float, seconds: float, workers: int, chaos: bool, units: int, out_dir: Path
+    base: Settings,
+    rate: float,
+    seconds: float,
+    workers: int,
+    chaos: bool,
+    units: int,
+    out_dir: Path,
+    load: str = "locust",
+    shape: str = "none",
 ) -> dict[str, object]:
     if not kafka.broker_answers(base.kafka_bootstrap):
         raise ServiceError(f"no Kafka broker answers at {base.kafka_bootstrap}: run `oms up` first")
@@ -204,7 +281,7 @@ def run_pipeline(
     folder = Path(tempfile.mkdtemp(prefix="oms-bench-pipeline-"))
     settings = isolated(base, folder / "oms")
     try:
-        return _run(settings, rate, seconds, workers, chaos, units, out_dir, broker_pid, folder)
+        return _run(settings, rate, seconds, workers, chaos, units, out_dir, broker_pid, folder, load, shape)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
@@ -219,14 +296,21 @@ def _run(
     out_dir: Path,
     broker_pid: int | None,
     folder: Path,
+    load: str = "locust",
+    shape: str = "none",
 ) -> dict[str, object]:
     topics.ensure_topics(settings)
     skus = [f"FS-{i:03d}" for i in range(100)]
     stock = _stock(settings, skus, units, folder)
     total = int(rate * seconds)
-    sim = Simulator(seed=17, channels=CHANNELS, markets=["SG"], skus=skus, hot_share=0.0)
-    expected = {order_key(settings.tenant, e.channel, e.order_id) for e in sim.events(total) if e.kind == "order"}
-    print(f"pipeline bench: {total} deliveries ({len(expected)} orders) at {rate:.0f}/s, {n_workers} worker(s)"
+    locust = LocustLoad(settings, rate, seconds, shape, folder) if load == "locust" else None
+    if locust is not None:
+        sim = locust.scenario.simulator()
+        how = f"locust KafkaOrderUser x {locust.users}, shape {shape}"
+    else:
+        sim = Simulator(seed=LOAD_SEED, channels=CHANNELS, markets=["SG"], skus=skus, hot_share=0.0)
+        how = "the paced simulator"
+    print(f"pipeline bench: {rate:.0f} deliveries/s for {seconds:.0f} s from {how}, {n_workers} worker(s)"
           f"{', chaos' if chaos else ''}; stock {len(skus)} SKUs x {units}")  # fmt: skip
     client = clickhouse.get_client(settings)
     migrate(client)
@@ -237,11 +321,10 @@ def _run(
         with running_sinks(settings, client) as sinks:
             lag_consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": group_id(settings)})
             parts = _partitions(settings, lag_consumer)
+            raw_parts = _partitions(
+                settings, lag_consumer, [spec.full_name(settings.topic_prefix) for spec in RAW_ORDERS]
+            )
             stop = threading.Event()
-            produced = {"n": 0}
-
-            def count(*_: Any) -> None:
-                produced["n"] += 1
 
             def sampler() -> None:
                 procs = _processes(workers, broker_pid)
@@ -262,8 +345,8 @@ def _run(
                             rss[name] = p.memory_info().rss / 2**20
                     decided = int(str(client.command("SELECT uniqExact(order_key) FROM routing_decisions")))
                     samples.append(
-                        Sample(time.monotonic() - began, produced["n"], decided, _lag(lag_consumer, parts),
-                               cpu, rss)
+                        Sample(time.monotonic() - began, _written(lag_consumer, raw_parts), decided,
+                               _lag(lag_consumer, parts), cpu, rss)
                     )  # fmt: skip
 
             sampling = threading.Thread(target=sampler, name="bench-sampler", daemon=True)
@@ -281,8 +364,13 @@ def _run(
                 chaos_timer = threading.Timer(0.4 * seconds, kill)
                 chaos_timer.start()
             load_began, load_began_wall = time.monotonic(), time.time()
-            summary = run_to_kafka(settings, sim, total, rate, on_ack=count)
+            sent = locust.run() if locust is not None else run_to_kafka(settings, sim, total, rate).sent
             load_seconds = time.monotonic() - load_began
+            # the deliveries sent are the first ``sent`` of the load's simulator stream
+            expected = {
+                order_key(settings.tenant, e.channel, e.order_id) for e in sim.events(sent) if e.kind == "order"
+            }
+            print(f"load done: {sent} deliveries ({len(expected)} orders) in {load_seconds:.1f} s; verifying")
             if chaos_timer is not None:
                 chaos_timer.join()
             verdict = verify(settings, expected, stock, timeout_s=max(300.0, seconds * 3))
@@ -302,7 +390,7 @@ def _run(
     ceiling_rate = ceiling(settings)
     peer = run_peer(settings, min(len(expected), PEER_ORDERS), units=units)
     print(f"textbook faust peer: {peer.orders_per_s:.1f} orders/s on {peer.orders} queued orders")
-    numbers = _numbers(rate, seconds, n_workers, chaos, units, summary.sent, load_seconds, drained, verdict,
+    numbers = _numbers(rate, seconds, n_workers, chaos, units, sent, load_seconds, drained, verdict,
                        latencies, samples, ceiling_rate, events, records, peer.orders_per_s)  # fmt: skip
     _write(out_dir, "pipeline", numbers)
     _series(out_dir, samples, latency_series)

@@ -232,6 +232,8 @@ def _bench(settings: Settings, args: argparse.Namespace) -> int:
             chaos=args.chaos,
             units=args.units,
             out_dir=Path(args.out),
+            load=args.load,
+            shape=args.shape,
         )
         print("\n".join(f"  {k:<40}{v}" for k, v in numbers.items()))
         return 0 if numbers["verdict"] == "PASS" else 1
@@ -689,6 +691,18 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--seconds", type=float, default=60.0, help="pipeline: seconds of load (default 60)")
     bench.add_argument("--units", type=int, default=1000, help="pipeline, peer: units in stock per SKU (default 1000)")
     bench.add_argument("--chaos", action="store_true", help="pipeline: kill -9 a worker at 40%% of the load")
+    bench.add_argument(
+        "--load",
+        choices=["locust", "simulator"],
+        default="locust",
+        help="pipeline: who sends the deliveries: locust's KafkaOrderUser, headless (default), or the paced simulator",
+    )
+    bench.add_argument(
+        "--shape",
+        choices=["none", "ramp", "spike", "plateau"],
+        default="none",
+        help="pipeline with locust: the load shape; --rate is then its peak (spike: the 11.11 midnight tenfold)",
+    )
     bench.add_argument("--concurrency", type=int, default=32, help="webhooks: concurrent clients (default 32)")
     bench.add_argument("--records", type=int, default=20_000, help="records or requests (default 20000)")
     bench.add_argument("--malformed", type=float, default=0.02, help="share of malformed bodies (default 0.02)")
