@@ -84,11 +84,13 @@ STOCK_ADJUSTMENTS = TopicSpec(
 
 STOCK_COMMANDS = TopicSpec(
     name="stock-commands.v1",
-    key="sku (utf-8)",
-    value="StockCommand: one reserve/pay/release/ship/restock command for one SKU",
-    value_schemas=("stock_command",),
+    key="sku (utf-8) for one command; a key falling in the batch's partition (~stock#n) for a batch",
+    value="StockCommand: one reserve/pay/release/ship/restock command for one SKU; or StockCommandBatch: the "
+    "commands of one allocation step for the SKUs of one partition, in order",
+    value_schemas=("stock_command", "stock_command_batch"),
     description="Allocation -> inventory. Co-partitioned with inventory.adjustments (same partitioner, same "
-    "count), so a SKU's commands and adjustments reach the same inventory partition.",
+    "count), so a SKU's commands and adjustments reach the same inventory partition. The allocation agent "
+    "writes batches (one record per partition per step instead of one per order line).",
 )
 
 RESERVATIONS = TopicSpec(

@@ -10,6 +10,7 @@ stable event ids; one awaited round trip and one changelog write per key per ste
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
@@ -218,6 +219,7 @@ def register_allocation(app: faust.App, settings: Settings, rules: RulesHolder) 
 
     def record(
         out: Step,
+        batches: CommandBatches,
         key: bytes,
         state: allocation.Allocation,
         before: allocation.Outcome,
@@ -241,7 +243,7 @@ def register_allocation(app: faust.App, settings: Settings, rules: RulesHolder) 
             sent = [*sent, *released]
             route.on_allocation(stock_records.allocation_record(state))
         for command in sent:
-            out.send(commands, command.sku.encode(), stock_records.encode_command(command))
+            batches.add(command)
         if state.outcome is not before:
             out.send(outcomes, key, stock_records.encode_allocation(state))
         if step is not None:
@@ -256,7 +258,7 @@ def register_allocation(app: faust.App, settings: Settings, rules: RulesHolder) 
             workload.forget_before(time.strftime("%Y-%m-%d", time.gmtime(time.time() - 2 * 86400)))
             loads.set(load_key, workload.to_bytes())
 
-    def apply(out: Step, event: EventT[bytes]) -> int:
+    def apply(out: Step, batches: CommandBatches, event: EventT[bytes]) -> int:
         """One input record of the agent: its commands and decisions into ``out``; the commands counted."""
         key = event.key if isinstance(event.key, bytes) else b""
         topic = event.message.topic
@@ -284,18 +286,21 @@ def register_allocation(app: faust.App, settings: Settings, rules: RulesHolder) 
             sent = state.on_order(order, settings.unpaid_hold_ms(order.channel), settings.bundles(), prefer)
         elif decision is not None:
             sent = state.on_decision(decision)
-        record(out, key, state, before, sent, order, action)
+        record(out, batches, key, state, before, sent, order, action)
         return len(sent)
 
     async def allocation_agent(stream: StreamT[bytes]) -> AsyncIterator[int]:
         async for batch in _steps(stream, settings):
             async with lock, Step(table, deadlines, loads) as step:
-                sent = sum(apply(step, event) for event in batch)
+                batches = CommandBatches(settings.partitions)
+                sent = sum(apply(step, batches, event) for event in batch)
+                batches.send(step, commands)
             yield sent
 
     async def expire_unpaid() -> None:
         now = int(time.time() * 1000)
         async with lock, Step(table, deadlines, loads) as step:
+            batches = CommandBatches(settings.partitions)
             for key, deadline in deadlines.active_items(app, orders_name):
                 if int(deadline) > now:
                     continue
@@ -308,7 +313,8 @@ def register_allocation(app: faust.App, settings: Settings, rules: RulesHolder) 
                 sent = state.expire(now)
                 if sent:
                     log.info("unpaid order %s expired: %d holds released", key.decode(), len(sent))
-                record(step, key, state, before, sent)
+                record(step, batches, key, state, before, sent)
+            batches.send(step, commands)
 
     app.timer(settings.hold_check_s, name="expire-unpaid-holds")(expire_unpaid)
 
@@ -320,13 +326,46 @@ _PARTITION_KEYS: dict[tuple[bytes, int, int], bytes] = {}
 
 def _partition_key(table: KeyedTable, stem: bytes, partition: int) -> bytes:
     """A key of ``table`` that lives in ``partition``: state of the partition itself (``stem#n``)."""
-    found = _PARTITION_KEYS.get((stem, partition, table.partitions))
+    return partition_key(stem, partition, table.partitions)
+
+
+def key_partition(key: bytes, partitions: int) -> int:
+    """Kafka's default partition of ``key`` (murmur2), as our producers and KeyedTable compute it."""
+    return int((murmur2(key) & 0x7FFFFFFF) % partitions)
+
+
+def partition_key(stem: bytes, partition: int, partitions: int) -> bytes:
+    """A key that falls in ``partition`` of ``partitions`` (``stem#n``, the first n that does)."""
+    found = _PARTITION_KEYS.get((stem, partition, partitions))
     if found is None:
         n = 0
-        while table.partition(stem + b"#" + str(n).encode()) != partition:
+        while key_partition(stem + b"#" + str(n).encode(), partitions) != partition:
             n += 1
-        found = _PARTITION_KEYS[(stem, partition, table.partitions)] = stem + b"#" + str(n).encode()
+        found = _PARTITION_KEYS[(stem, partition, partitions)] = stem + b"#" + str(n).encode()
     return found
+
+
+class CommandBatches:
+    """A step's stock commands grouped by the inventory partition of their SKU: one record per partition.
+
+    The inventory reads a partition's commands in the order they were added, as if each were its own
+    record; a SKU always falls in one partition, so its commands keep their order.
+    """
+
+    def __init__(self, partitions: int) -> None:
+        self.partitions = partitions
+        self.by_partition: dict[int, list[allocation.StockCommand]] = {}
+
+    def add(self, command: allocation.StockCommand) -> None:
+        part = key_partition(command.sku.encode(), self.partitions)
+        self.by_partition.setdefault(part, []).append(command)
+
+    def send(self, out: Step, topic: Any) -> None:
+        """One stock-commands.v1 record per partition into ``out``; then empty."""
+        for part, commands in sorted(self.by_partition.items()):
+            key = partition_key(b"~stock", part, self.partitions)
+            out.send(topic, key, stock_records.encode_command_batch(commands))
+        self.by_partition = {}
 
 
 def _now_ms() -> int:
@@ -347,25 +386,36 @@ def register_inventory(app: faust.App, settings: Settings) -> Any:
     table = _bytes_table(app, "stock", settings)
 
     def apply(out: Step, event: EventT[bytes]) -> int:
-        """One stock command or adjustment: its ledger moves and reserve answer into ``out``; moves counted."""
-        key = event.key if isinstance(event.key, bytes) else b""
-        item: allocation.StockCommand | StockAdjustment
+        """One record: a stock command, a batch of them, or an adjustment; moves and answers into ``out``."""
+        items: list[allocation.StockCommand | StockAdjustment]
         try:
             if event.message.topic == commands_name:
-                item = stock_records.decode_command(event.value)
+                items = list(stock_records.decode_commands(event.value))
             else:
-                item = StockAdjustment.decode(event.value)
+                items = [StockAdjustment.decode(event.value)]
         except (CodecError, ValueError) as exc:
             out.send(*_undecodable(dead, event, settings, "inventory", exc))
             return 0
-        stock = table.load(key, inventory.SkuStock.from_bytes) or inventory.SkuStock(key.decode())
+        if len(items) == 1:
+            return apply_one(out, event, items[0], None)
+        return sum(apply_one(out, event, item, n) for n, item in enumerate(items))
+
+    def apply_one(
+        out: Step, event: EventT[bytes], item: allocation.StockCommand | StockAdjustment, n: int | None
+    ) -> int:
+        """One command or adjustment (``n``: its place in a batch record) against its SKU's stock."""
+        key = item.sku.encode()
+        stock = table.load(key, inventory.SkuStock.from_bytes) or inventory.SkuStock(item.sku)
         try:
             decision, moves = _apply(stock, item)
         except ValueError as exc:  # refused before any change (SkuStock raises first): nothing to write
             what = item.hold_id if isinstance(item, allocation.StockCommand) else item.adjustment_id
-            letter = dead_letter(
-                raw_input_of(event, prefix), settings.tenant, "invalid_command", f"{what}: {exc}", "inventory"
-            )
+            raw = raw_input_of(event, prefix)
+            if n is not None and isinstance(item, allocation.StockCommand):  # its own bytes, not the batch's
+                raw = dataclasses.replace(raw, value=stock_records.encode_command(item), key=key)
+            letter = dead_letter(raw, settings.tenant, "invalid_command", f"{what}: {exc}", "inventory")
+            if n is not None:
+                letter = letter.model_copy(update={"dead_letter_id": f"{letter.dead_letter_id}:{n}"})
             out.send(*_dead_out(dead, letter))
             return 0
         for move in moves:
@@ -572,7 +622,7 @@ class KeyedTable:
         self._held[key] = value
 
     def partition(self, key: bytes) -> int:
-        return int((murmur2(key) & 0x7FFFFFFF) % self.partitions)
+        return key_partition(key, self.partitions)
 
     def get(self, key: bytes) -> bytes | None:
         value = self.table.data.get(key)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from schemas.codec import codec
+from schemas.codec import codec, decode_any
 from streams.allocation import Allocation, StockCommand, Verb
 from streams.inventory import Decision, HoldState, Movement
 
@@ -28,6 +28,19 @@ def _command_record(command: StockCommand) -> dict[str, Any]:
 
 def decode_command(data: bytes) -> StockCommand:
     return _command(codec("stock_command").decode(data))
+
+
+def encode_command_batch(commands: list[StockCommand]) -> bytes:
+    """Several commands (all for SKUs of one inventory partition) as one stock-commands.v1 record."""
+    return codec("stock_command_batch").encode({"commands": [_command_record(c) for c in commands]})
+
+
+def decode_commands(data: bytes) -> list[StockCommand]:
+    """A stock-commands.v1 record: one command, or a batch of them in order."""
+    name, record = decode_any(data, ("stock_command", "stock_command_batch"))
+    if name == "stock_command_batch":
+        return [_command(r) for r in record["commands"]]
+    return [_command(record)]
 
 
 def _command(r: dict[str, Any]) -> StockCommand:

@@ -192,7 +192,7 @@ def _why_missing(settings: Settings, missing: set[str]) -> str:
 def _why_undecided(settings: Settings, undecided: set[str], orders: dict[str, Any]) -> str:
     """What each undecided order went through, for the failure message."""
     from schemas.topics import RESERVATIONS, STOCK_COMMANDS
-    from streams.stock_records import decode_command, decode_decision
+    from streams.stock_records import decode_commands, decode_decision
 
     prefix = settings.topic_prefix
     history = [
@@ -209,7 +209,7 @@ def _why_undecided(settings: Settings, undecided: set[str], orders: dict[str, An
     asked = [
         c
         for m in read_topic(settings, STOCK_COMMANDS.full_name(prefix), lambda ms: False, 10)
-        for c in [decode_command(m.value())]
+        for c in decode_commands(m.value())
         if c.order_key in undecided
     ]
     return (
