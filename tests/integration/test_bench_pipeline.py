@@ -1,0 +1,46 @@
+"""``oms bench pipeline`` end to end, small: locust load, a worker, the sinks, the verifier, the peer, results.
+
+The bench opens a private chDB directory, and chDB allows one per process, so it runs as the CLI in a
+child process (as a user runs it), against the session's broker, on topics of its own.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from oms.runtime import settings_env
+from oms.settings import Settings
+
+pytestmark = pytest.mark.integration
+
+
+def test_bench_pipeline_loads_with_locust_verifies_and_writes_every_result(
+    kafka_topics: Settings, tmp_path: Path
+) -> None:
+    command = [sys.executable, "-m", "oms.cli", "bench", "pipeline", "--rate", "40", "--seconds", "8"]
+    command += ["--units", "5", "--out", str(tmp_path)]
+    run = subprocess.run(command, env=settings_env(kafka_topics), capture_output=True, text=True, timeout=900)
+    assert run.returncode == 0, f"exit {run.returncode}\n{run.stdout[-4000:]}\n{run.stderr[-4000:]}"
+
+    (result,) = [p for p in tmp_path.glob("pipeline-*.json") if not p.name.endswith("-series.json")]
+    numbers = json.loads(result.read_text())
+    numbers = numbers["results"]
+    assert numbers["verdict"] == "PASS"
+    assert (numbers["oversold_units"], numbers["lost_inputs"], numbers["undecided_orders"]) == (0, 0, 0)
+    assert numbers["orders"] > 0 and numbers["orders_decided"] == numbers["orders"]
+    assert numbers["deliveries_sent"] >= 40  # locust sent (and Kafka acknowledged) at least a few seconds' worth
+    assert numbers["peer_textbook_faust_orders_per_s"] > 0 and numbers["ceiling_bare_confluent_records_per_s"] > 0
+    assert numbers["pipeline_orders_vs_peer"] > 0
+    assert numbers["kafka_records_per_order"] > 1
+    assert numbers["raw_to_routing_ms.count"] > 0
+
+    (series,) = tmp_path.glob("pipeline-*-series.json")
+    rows = json.loads(series.read_text())
+    assert rows["per_second"] and rows["per_second"][-1]["produced"] == numbers["deliveries_sent"]
+    assert list(tmp_path.glob("pipeline-*.png")), "the chart of throughput, latency and lag"
+    assert list(tmp_path.glob("pipeline-*.md"))
