@@ -129,6 +129,7 @@ def run_demo(settings: Settings, timeout: float = 180.0, events: int = 600) -> i
             routed = _routing(settings, flash) if flash is not None else None
             verdict = verify(settings, flash.keys, flash.stock, timeout_s=60) if flash is not None else None
             reports = alerts_demo.live_reports(settings) if flash is not None else None
+            sold_out = _sold_out(client, flash) if flash is not None else None
             alerted = alerts_demo.inject(settings, producer, injected, hook, sinks) if injected is not None else None
     finally:
         stop_process(worker)
@@ -150,6 +151,8 @@ def run_demo(settings: Settings, timeout: float = 180.0, events: int = 600) -> i
         for line in verdict.lines():
             print("   " + line)
         ok = verdict.ok and ok
+    if sold_out is not None:
+        _print_sold_out(sold_out)
     if routed is not None:
         ok = _print_routing(settings, routed) and ok
     if reports is not None:
@@ -209,6 +212,28 @@ def _flash_sale(
         f"SELECT status, count() {where} GROUP BY status ORDER BY count() DESC", parameters={"keys": keys}
     ).result_rows
     return FlashSale(seed, summary.sent, len(keys), seconds, list(rows), list(statuses), set(keys), began_ms, stock)
+
+
+def _sold_out(client: Client, flash: FlashSale) -> list[tuple[str, list[str], int]]:
+    """The sale's SKUs with nodes that have nothing left to sell: (sku, those nodes, nodes stocked)."""
+    query = """
+        SELECT sku, arraySort(groupArrayIf(warehouse, available <= 0)), count()
+        FROM (
+            SELECT sku, warehouse, argMax(available_after, (src_partition, src_offset)) AS available
+            FROM inventory_ledger FINAL WHERE sku IN {skus:Array(String)} GROUP BY sku, warehouse
+        )
+        GROUP BY sku HAVING countIf(available <= 0) > 0 ORDER BY countIf(available <= 0) DESC, sku
+    """
+    rows = client.query(query, parameters={"skus": sorted(flash.stock)}).result_rows
+    return [(str(sku), [str(w) for w in nodes], int(stocked)) for sku, nodes, stocked in rows]
+
+
+def _print_sold_out(sold_out: list[tuple[str, list[str], int]]) -> None:
+    everywhere = [sku for sku, nodes, stocked in sold_out if len(nodes) == stocked]
+    print(f"\n== sold out: {len(everywhere)} SKUs in every node, {len(sold_out)} in at least one "
+          "(a node sells only to the markets it serves)")  # fmt: skip
+    for sku, nodes, stocked in sold_out[:5]:
+        print(f"   {sku:<22} {len(nodes)} of {stocked} nodes: {', '.join(nodes[:6])}{' ...' if len(nodes) > 6 else ''}")
 
 
 def _print_flash_sale(flash: FlashSale) -> bool:
