@@ -44,16 +44,17 @@ from typing import Any
 import faust
 import orjson
 import psutil
-from aiokafka.partitioner import murmur2
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
 from infra.process import ManagedProcess, ServiceError
+from oms.bench import _peak_rss_mb, records_per_topic
 from oms.settings import Settings
 from schemas import topics
 from schemas.order import Market, OrderEvent
 from streams.adapters.base import RawInput
+from streams.app import key_partition, raw_input_of_message
 from streams.normalize import normalize
 from streams.routing_rules import load_rules
 
@@ -133,30 +134,6 @@ def decision_of(result: LineResult, answered: Mapping[str, Sequence[int]], wareh
     return Decision(result.order_key, warehouse, len(answered), units)
 
 
-def partition_of(key: str, partitions: int) -> int:
-    """The partition faust's producer (aiokafka's default partitioner, Kafka's murmur2) gives ``key``."""
-    return int((murmur2(key.encode()) & 0x7FFFFFFF) % partitions)
-
-
-def raw_input(message: Any, prefix: str) -> RawInput:
-    """A faust message on a raw topic as our normalizer's input (as streams/app.py builds it)."""
-    raw_headers = message.headers or ()
-    items = raw_headers.items() if isinstance(raw_headers, Mapping) else raw_headers
-    headers = {str(k): bytes(v or b"") for k, v in items}
-    received = headers.get("received_at", b"")
-    value = message.value if isinstance(message.value, bytes) else bytes(message.value or b"")
-    return RawInput(
-        channel=topics.channel_of_raw_topic(message.topic, prefix) or "unknown",
-        value=value,
-        topic=message.topic,
-        partition=message.partition,
-        offset=message.offset,
-        ingest_ms=int(received) if received.isdigit() else int(message.timestamp * 1000),
-        key=message.key if isinstance(message.key, bytes) else None,
-        headers=headers,
-    )
-
-
 # ------------------------------------------------------------------------------------- the app
 
 
@@ -193,7 +170,7 @@ def create_app(settings: Settings) -> faust.App:
     @app.agent(raw, name="normalize")
     async def normalize_orders(stream: Any) -> None:
         async for event in stream.events():
-            outcome = normalize(raw_input(event.message, prefix), settings.tenant)
+            outcome = normalize(raw_input_of_message(event.message, prefix), settings.tenant)
             if outcome.dead_letter is not None:
                 dropped[f"dead letter {outcome.dead_letter.reason_code}"] += 1
             for change in outcome.events:
@@ -366,7 +343,7 @@ def _produce_input(settings: Settings, orders: Sequence[PeerOrder], units: int) 
 
     for sku in SKUS:
         value = seed_request(sku, units).dumps()
-        partition = partition_of(sku, settings.partitions)
+        partition = key_partition(sku.encode(), settings.partitions)
         seeds.produce(
             settings.topic_prefix + LINES, key=sku.encode(), value=value, partition=partition, on_delivery=acked
         )
@@ -422,32 +399,6 @@ def _broker(settings: Settings) -> psutil.Process | None:
         return psutil.Process(pid)
     except psutil.Error:
         return None
-
-
-def _peak_rss_mb(pid: int | None) -> float:
-    with contextlib.suppress(OSError, ValueError, IndexError):
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
-
-
-def _records(settings: Settings) -> dict[str, int]:
-    """Records written to each of the run's topics (end offsets): what an order costs in Kafka."""
-    from confluent_kafka.admin import OffsetSpec  # type: ignore[attr-defined]  # not in its re-exports
-
-    admin = _admin(settings)
-    prefix = settings.topic_prefix
-    wanted = {
-        TopicPartition(name, p): OffsetSpec.latest()  # type: ignore[no-untyped-call]
-        for name, meta in admin.list_topics(timeout=10).topics.items()
-        if name.startswith(prefix)
-        for p in meta.partitions
-    }
-    out: Counter[str] = Counter()
-    for tp, future in admin.list_offsets(wanted, request_timeout=10).items():
-        out[tp.topic[len(prefix) :]] += max(0, future.result(10).offset)
-    return dict(out.most_common())
 
 
 def _read_all(settings: Settings, topic: str) -> list[dict[str, Any]]:
@@ -517,7 +468,7 @@ def _measure(
         seen, timing, usage = _collect(settings, consumer, expected, folder, broker, timeout_s)
     finally:
         consumer.close()
-    records = _records(settings)
+    records = records_per_topic(settings)
     reserved = _reserved(_read_all(settings, settings.topic_prefix + RESULTS))
     first_ts, last_ts, started_wall = timing
     cpu_s, window, broker_s, total_cpu_s, peak_rss = usage

@@ -22,18 +22,22 @@ import platform
 import sys
 import time
 import uuid
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka.admin import AdminClient
 
 from connectors.raw_producer import RawProducer, sample
 from infra import services, topics
 from infra.process import ServiceError
 from oms.runtime import spawn_worker
 from oms.settings import Settings
-from schemas.order import DeadLetter, OrderEvent, decode_change
+from schemas.order import DeadLetter, OrderEvent, OrderStatus, decode_change, order_key
 from schemas.topics import DEAD_LETTERS, ORDER_CHANGES
 from streams.adapters.base import RawInput
 from streams.normalize import ADAPTERS, normalize
@@ -82,6 +86,28 @@ def order_template(tenant: str) -> OrderEvent:
     return event
 
 
+def paid_order(
+    template: OrderEvent, channel_order_id: str, skus: Sequence[str], at_ms: int, **update: Any
+) -> OrderEvent:
+    """``template`` as the PAID Shopee order ``channel_order_id``: one unit of each of ``skus``, at ``at_ms``."""
+    key = order_key(template.tenant, "shopee", channel_order_id)
+    line = template.lines[0]
+    lines = tuple(line.model_copy(update={"line_id": str(n), "sku": sku, "quantity": 1}) for n, sku in enumerate(skus))
+    return template.model_copy(
+        update={
+            "event_id": f"{key}:paid",
+            "order_key": key,
+            "channel_order_id": channel_order_id,
+            "status": OrderStatus.PAID,
+            "lines": lines,
+            "created_ms": at_ms,
+            "event_time_ms": at_ms,
+            "ingest_time_ms": at_ms,
+            **update,
+        }
+    )
+
+
 def _peak_rss_mb(pid: int | None) -> float:
     if pid is None:
         return 0.0
@@ -89,9 +115,27 @@ def _peak_rss_mb(pid: int | None) -> float:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) / 1024
-    except OSError:
+    except (OSError, ValueError, IndexError):
         pass
     return 0.0
+
+
+def records_per_topic(settings: Settings) -> dict[str, int]:
+    """Records written to each topic of ``settings.topic_prefix`` (end offsets), most first: what a run cost."""
+    from confluent_kafka.admin import OffsetSpec  # type: ignore[attr-defined]  # not in its re-exports
+
+    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap, "log_level": 4})
+    prefix = settings.topic_prefix
+    wanted = {
+        TopicPartition(name, p): OffsetSpec.latest()  # type: ignore[no-untyped-call]
+        for name, meta in admin.list_topics(timeout=10).topics.items()
+        if name.startswith(prefix)
+        for p in meta.partitions
+    }
+    out: Counter[str] = Counter()
+    for tp, future in admin.list_offsets(wanted, request_timeout=10).items():
+        out[tp.topic[len(prefix) :]] += max(0, future.result(10).offset)
+    return dict(out.most_common())
 
 
 def _drain(consumer: Consumer, want: int, timeout: float) -> tuple[list[int], int, int]:

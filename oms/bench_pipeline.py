@@ -50,7 +50,7 @@ from infra.process import ManagedProcess, ServiceError
 from loadtest.peer import run_peer
 from loadtest.scenario import Scenario
 from loadtest.verify import Verdict, verify
-from oms.bench import _write
+from oms.bench import _write, records_per_topic
 from oms.runtime import running_sinks, settings_env, spawn_worker
 from oms.settings import Settings
 from schemas.order import Market, order_key
@@ -384,7 +384,7 @@ def _run(
             _settle(client, samples)
             stop.set()
             sampling.join(10)
-            records = _records_per_topic(lag_consumer, settings.topic_prefix)
+            records = records_per_topic(settings)
             lag_consumer.close()
             latencies = _latencies(client)
             latency_series = _latency_series(client, load_began_wall)
@@ -489,20 +489,6 @@ def _latency_series(client: Any, began_s: float) -> list[tuple[float, float, flo
         f"quantiles(0.5, 0.99)(ms) FROM ({_ROUTING_MS}) GROUP BY bucket ORDER BY bucket"
     ).result_rows
     return [(float(bucket) + 2.5 - began_s, float(q[0]), float(q[1])) for bucket, q in rows]  # mid-bucket
-
-
-def _records_per_topic(consumer: Consumer, prefix: str) -> dict[str, int]:
-    """Records written to each of the run's topics (high watermarks): the messages an order costs."""
-    out: dict[str, int] = {}
-    for name, meta in consumer.list_topics(timeout=10).topics.items():
-        if not name.startswith(prefix) or "ceiling" in name:
-            continue
-        total = 0
-        for p in meta.partitions:
-            _, high = consumer.get_watermark_offsets(TopicPartition(name, p), timeout=5, cached=False)
-            total += max(0, high)
-        out[name[len(prefix) :]] = total
-    return dict(sorted(out.items(), key=lambda kv: -kv[1]))
 
 
 def _series(out_dir: Path, samples: list[Sample], latency: list[tuple[float, float, float]]) -> None:

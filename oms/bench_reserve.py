@@ -30,10 +30,9 @@ from confluent_kafka.admin import AdminClient
 from connectors.stock_load import load
 from infra import services, topics
 from infra.process import ManagedProcess, ServiceError, wait_until
-from oms.bench import _peak_rss_mb, _write, order_template
+from oms.bench import _peak_rss_mb, _write, order_template, paid_order
 from oms.runtime import spawn_worker
 from oms.settings import Settings
-from schemas.order import OrderStatus, order_key
 from schemas.topics import ALLOCATIONS, INVENTORY, ORDERS
 
 WAREHOUSES = ("WH-1", "WH-2", "WH-3")
@@ -74,32 +73,14 @@ class Orders:
 
     def __init__(self, tenant: str, skus: list[str], seed: int = 7) -> None:
         self.template = order_template(tenant)
-        self.line = self.template.lines[0]
         self.skus = skus
         self.rnd = random.Random(seed)
-        self.tenant = tenant
 
     def make(self, n: int, tag: str) -> tuple[str, bytes, int]:
         channel_order_id = f"{tag}-{n}"
-        key = order_key(self.tenant, "shopee", channel_order_id)
         picked = self.rnd.sample(self.skus, self.rnd.choice((1, 1, 2, 3)))
-        lines = tuple(
-            self.line.model_copy(update={"line_id": str(i), "sku": sku, "quantity": 1}) for i, sku in enumerate(picked)
-        )
-        now = int(time.time() * 1000)
-        order = self.template.model_copy(
-            update={
-                "event_id": f"{key}:paid",
-                "order_key": key,
-                "channel_order_id": channel_order_id,
-                "status": OrderStatus.PAID,
-                "lines": lines,
-                "created_ms": now,
-                "event_time_ms": now,
-                "ingest_time_ms": now,
-            }
-        )
-        return key, order.encode(), len(lines)
+        order = paid_order(self.template, channel_order_id, picked, int(time.time() * 1000))
+        return order.order_key, order.encode(), len(order.lines)
 
 
 def _producer(settings: Settings) -> Producer:

@@ -53,7 +53,7 @@ from infra import kafka, topics
 from infra.clickhouse import get_client
 from infra.process import ServiceError, wait_until
 from oms.alerting import DetectorStats, run_detectors
-from oms.bench import _write, order_template
+from oms.bench import _write, order_template, paid_order
 from oms.settings import Settings
 from schemas.codec import codec
 from schemas.order import DeadLetter, OrderStatus, RawRef, order_key
@@ -81,7 +81,6 @@ def fact_records(settings: Settings, records: int, tag: str) -> tuple[list[Recor
     """``records`` fact records mixed like production, and the fact rows the sink makes of them."""
     p, tenant = settings.topic_prefix, settings.tenant
     template = order_template(tenant)
-    line = template.lines[0]
     reserved: dict[str, int] = {}
     out: list[Record] = []
     rows = 0
@@ -89,24 +88,11 @@ def fact_records(settings: Settings, records: int, tag: str) -> tuple[list[Recor
     i = 0
     while len(out) < records:
         channel_order_id = f"{tag}-{i}"
-        key = order_key(tenant, "shopee", channel_order_id)
         skus = [f"SKU-{(i * 7 + n) % 500:04d}" for n in range(1 + i % 2)]
-        lines = tuple(
-            line.model_copy(update={"line_id": str(n), "sku": sku, "quantity": 1}) for n, sku in enumerate(skus)
+        paid = paid_order(
+            template, channel_order_id, skus, now + i, raw=RawRef(topic="raw.orders.shopee", partition=0, offset=i)
         )
-        paid = template.model_copy(
-            update={
-                "event_id": f"{key}:paid",
-                "order_key": key,
-                "channel_order_id": channel_order_id,
-                "status": OrderStatus.PAID,
-                "lines": lines,
-                "created_ms": now + i,
-                "event_time_ms": now + i,
-                "ingest_time_ms": now + i,
-                "raw": RawRef(topic="raw.orders.shopee", partition=0, offset=i),
-            }
-        )
+        key, lines = paid.order_key, paid.lines
         group: list[tuple[Record, int]] = [((ORDERS.full_name(p), key.encode(), paid.encode()), 2 + len(lines))]
         for n, sku in enumerate(skus):
             short = (i + n) % 25 == 0

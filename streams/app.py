@@ -84,7 +84,11 @@ def group_id(settings: Settings) -> str:
 
 def raw_input_of(event: EventT[bytes], prefix: str) -> RawInput:
     """The agent's view of a raw record: the bytes plus where they came from."""
-    msg = event.message
+    return raw_input_of_message(event.message, prefix)
+
+
+def raw_input_of_message(msg: Any, prefix: str) -> RawInput:
+    """A faust message (topic, partition, offset, key, value, headers, timestamp) as a RawInput."""
     headers = _headers(msg.headers)
     received = headers.get("received_at")
     ingest_ms = int(received) if received is not None and received.isdigit() else int(msg.timestamp * 1000)

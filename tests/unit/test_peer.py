@@ -13,13 +13,12 @@ from loadtest.peer import (
     decision_of,
     line_requests,
     orders_of,
-    partition_of,
-    raw_input,
     reserve_units,
     seed_request,
 )
 from oms.bench import order_template
 from oms.settings import Settings
+from streams.app import key_partition, raw_input_of_message
 
 
 def test_a_line_is_reserved_whole_or_not_at_all() -> None:
@@ -52,7 +51,7 @@ def test_seeds_go_where_fausts_producer_sends_the_skus_lines() -> None:
     partitioner = DefaultPartitioner()
     for partitions in (1, 4, 7):
         for sku in ("FS-000", "FS-042", "sku-with-ünicode"):
-            assert partition_of(sku, partitions) == partitioner(sku.encode(), list(range(partitions)), [])
+            assert key_partition(sku.encode(), partitions) == partitioner(sku.encode(), list(range(partitions)), [])
     seed = LineRequest.loads(seed_request("FS-001", 5).dumps())
     assert (seed.sku, seed.qty, seed.seed) == ("FS-001", 5, True)
 
@@ -62,7 +61,7 @@ def test_raw_input_takes_headers_as_faust_gives_them() -> None:
         message = SimpleNamespace(
             headers=headers, value=b"{}", key=b"k", topic="p.raw.orders.lazada", partition=1, offset=9, timestamp=5.0
         )
-        raw = raw_input(message, "p.")
+        raw = raw_input_of_message(message, "p.")
         assert (raw.channel, raw.ingest_ms, raw.headers["shop"], raw.offset) == ("lazada", 123, b"s", 9)
 
 
