@@ -13,7 +13,7 @@ import asyncio
 import dataclasses
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar, cast
 
 import faust
@@ -127,7 +127,7 @@ def register_normalize(app: faust.App, settings: Settings) -> Any:
     async def normalize_agent(stream: StreamT[bytes]) -> AsyncIterator[int]:
         async for batch in _steps(stream, settings):
             sent = 0
-            async with Step() as step:
+            async with Step(events=batch) as step:
                 for event in batch:
                     outcome = normalize(raw_input_of(event, prefix), settings.tenant)
                     for change in outcome.events:
@@ -168,7 +168,7 @@ def register_lifecycle(app: faust.App, settings: Settings) -> Any:
     async def lifecycle_agent(stream: StreamT[bytes]) -> AsyncIterator[int]:
         async for batch in _steps(stream, settings):
             emitted = 0
-            async with lock, Step(state, waiting) as step:
+            async with lock, Step(state, waiting, events=batch) as step:
                 for event in batch:
                     key = event.key if isinstance(event.key, bytes) else b""
                     try:
@@ -295,7 +295,7 @@ def register_allocation(app: faust.App, settings: Settings, rules: RulesHolder) 
 
     async def allocation_agent(stream: StreamT[bytes]) -> AsyncIterator[int]:
         async for batch in _steps(stream, settings):
-            async with lock, Step(table, deadlines, loads) as step:
+            async with lock, Step(table, deadlines, loads, events=batch) as step:
                 batches = CommandBatches(settings.partitions)
                 sent = sum(apply(step, batches, event) for event in batch)
                 batches.send(step, commands)
@@ -432,7 +432,7 @@ def register_inventory(app: faust.App, settings: Settings) -> Any:
 
     async def inventory_agent(stream: StreamT[bytes]) -> AsyncIterator[int]:
         async for batch in _steps(stream, settings):
-            async with Step(table) as step:
+            async with Step(table, events=batch) as step:
                 moved = sum(apply(step, event) for event in batch)
             yield moved
 
@@ -487,15 +487,28 @@ def _steps(stream: StreamT[bytes], settings: Settings) -> AsyncIterator[Sequence
 class Step:
     """One step of an agent: outputs gathered, then sent and acknowledged, then the tables' changelogs.
 
-    Inside ``async with Step(*tables)`` the tables' in-memory state moves at once (a later record of
-    the step reads what an earlier one wrote), but their changelog writes wait: on leaving, the
-    outputs are published (``publish``) and only then each touched key's last value goes to its
-    changelog, once. If the body or the publishing fails, the in-memory state is put back as it was,
-    so records read again after the failure are applied again, not taken for duplicates.
+    Inside ``async with Step(*tables, events=batch)`` the tables' in-memory state moves at once (a
+    later record of the step reads what an earlier one wrote), but their changelog writes wait: on
+    leaving, the outputs are published (``publish``), then each touched key's last value goes to its
+    changelog, once, and the step waits until Kafka has those too. Only then does the step end and
+    faust ack its records, so an offset is never committed ahead of the state it produced.
+
+    faust's own commit is no guarantee of that: it flushes the producer buffer before committing, but
+    ``ProducerBuffer.flush`` gives up after 0.1 s without a message leaving the buffer, and the
+    commit goes ahead with changelog writes still queued. A kill -9 then restores stock without
+    holds whose commands were already committed, and sells those units again: the likely cause of
+    the one oversell seen in CI (FS-15: 51 of 50 in tests/integration/test_flash_sale.py, about 1 run
+    in 14; none in the runs since).
+
+    If the body, the publishing or a changelog write fails (or the step is cancelled), the in-memory
+    state is put back as it was and the step's records are un-tracked: faust's ``take_events`` acks
+    them anyway, but streams/safe_ack.py commits nothing at or past an un-tracked record, so they
+    are read again (by this worker after a seek back, or by the next one) and applied again.
     """
 
-    def __init__(self, *tables: KeyedTable) -> None:
+    def __init__(self, *tables: KeyedTable, events: Sequence[EventT[Any]] = ()) -> None:
         self.tables = tables
+        self.events = events
         self.out: list[tuple[Any, bytes, Any]] = []
 
     def send(self, topic: Any, key: bytes, value: Any) -> None:
@@ -510,16 +523,23 @@ class Step:
         try:
             if exc_type is None:
                 await publish(self.out)
+                written = [ack for table in self.tables for ack in table.commit()]
+                if written:
+                    await asyncio.gather(*written)
         except BaseException:
-            for table in self.tables:
-                table.rollback()
+            self._undo()
             raise
         if exc_type is not None:
-            for table in self.tables:
-                table.rollback()
+            self._undo()
             return
         for table in self.tables:
-            table.commit()
+            table.end()
+
+    def _undo(self) -> None:
+        for table in self.tables:
+            table.rollback()
+        for event in self.events:
+            event.message.tracked = False  # never committed: read again
 
 
 #: Decoded values a KeyedTable keeps per table (the oldest decoded leaves first).
@@ -557,14 +577,21 @@ class KeyedTable:
         """From now on changelog writes wait for ``commit`` (and ``rollback`` can undo the writes)."""
         self._held, self._before = {}, {}
 
-    def commit(self) -> None:
-        """Each key touched since ``begin``: its last value (or deletion) to the changelog, once."""
+    def commit(self) -> list[Awaitable[Any]]:
+        """Each key touched since ``begin``: its last value (or deletion) to the changelog, once.
+
+        Returns the writes' acknowledgements, to await. Until ``end`` a ``rollback`` still puts the
+        in-memory state back (a write that failed leaves the step undone).
+        """
         dirty, self._dirty = self._dirty, {}
         for key, (value, encode) in dirty.items():
             self._put(key, encode(value), value)
-        held, self._held, self._before = self._held or {}, None, {}
-        for key, raw in held.items():
-            self.table.send_changelog(self.partition(key), key, raw)
+        held, self._held = self._held or {}, None
+        return [self.table.send_changelog(self.partition(key), key, raw) for key, raw in held.items()]
+
+    def end(self) -> None:
+        """The step's changelog writes are acknowledged: it can no longer be undone."""
+        self._before = {}
 
     def rollback(self) -> None:
         """The in-memory state as it was at ``begin``; nothing goes to the changelog."""

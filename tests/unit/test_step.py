@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 from unittest import mock
 
@@ -30,6 +31,8 @@ class Journal:
     def __init__(self, fail_sends: bool = False) -> None:
         self.entries: list[tuple[str, bytes, bytes | None]] = []
         self.fail_sends = fail_sends
+        #: what each changelog write answers: done at once unless a test sets its own
+        self.changelog_ack: asyncio.Future[None] | None = None
 
     async def send(self, topic: Topic, *, key: Any = None, value: Any = None, **_: Any) -> asyncio.Future[None]:
         self.entries.append((f"out:{topic.get_topic_name()}", key, value))
@@ -40,8 +43,18 @@ class Journal:
             acked.set_result(None)
         return acked
 
-    def changelog(self, partition: int, key: bytes, value: bytes | None) -> None:
+    def changelog(self, partition: int, key: bytes, value: bytes | None) -> asyncio.Future[None]:
         self.entries.append(("changelog", key, value))
+        if self.changelog_ack is not None:
+            return self.changelog_ack
+        acked: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        acked.set_result(None)
+        return acked
+
+
+def _events(n: int) -> list[Any]:
+    """Stand-ins for a step's faust events: all the step touches is ``event.message.tracked``."""
+    return [SimpleNamespace(message=SimpleNamespace(tracked=True, offset=i)) for i in range(n)]
 
 
 def _run(journal: Journal, scenario: Any) -> None:
@@ -189,3 +202,75 @@ def test_a_failed_step_forgets_values_changed_in_place() -> None:
         assert table.get(b"sku-1") == b"1"
 
     _run(Journal(), scenario)
+
+
+def test_the_step_ends_only_once_kafka_has_its_changelog_writes() -> None:
+    """faust acks a step's records when it ends: the state they produced must already be in Kafka."""
+    journal = Journal()
+
+    async def scenario(table: KeyedTable, topic: Any) -> None:
+        ack: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        journal.changelog_ack = ack
+
+        async def step() -> None:
+            async with Step(table) as s:
+                table.set(b"sku-1", b"3")
+                s.send(topic, b"o1", b"reserved")
+
+        running = asyncio.create_task(step())
+        for _ in range(20):  # let the step run as far as it can
+            await asyncio.sleep(0)
+        assert ("changelog", b"sku-1", b"3") in journal.entries
+        assert not running.done(), "the step ended before its changelog write was acknowledged"
+        ack.set_result(None)
+        await asyncio.wait_for(running, 5)
+
+    _run(journal, scenario)
+
+
+def test_a_failed_changelog_write_puts_the_state_back_and_leaves_the_records_uncommitted() -> None:
+    journal = Journal()
+    events = _events(3)
+
+    async def scenario(table: KeyedTable, topic: Any) -> None:
+        table.set(b"sku-1", b"10")
+        failed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        failed.set_exception(RuntimeError("changelog partition offline"))
+        journal.changelog_ack = failed
+        with pytest.raises(RuntimeError, match="changelog partition offline"):
+            async with Step(table, events=events):
+                table.set(b"sku-1", b"7")
+        assert table.get(b"sku-1") == b"10"  # read again, the records are applied again
+
+    _run(journal, scenario)
+    assert [e.message.tracked for e in events] == [False, False, False]
+
+
+def test_a_failed_or_cancelled_step_leaves_its_records_uncommitted_and_a_good_one_does_not() -> None:
+    journal = Journal()
+    failed, cancelled, good = _events(2), _events(2), _events(2)
+
+    async def scenario(table: KeyedTable, topic: Any) -> None:
+        with pytest.raises(ValueError, match="bad record"):
+            async with Step(table, events=failed):
+                table.set(b"sku-1", b"1")
+                raise ValueError("bad record")
+
+        async def stuck() -> None:
+            async with Step(table, events=cancelled):
+                table.set(b"sku-1", b"2")
+                await asyncio.Event().wait()  # a worker stopping mid-step
+
+        task = asyncio.create_task(stuck())
+        for _ in range(5):
+            await asyncio.sleep(0)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert table.get(b"sku-1") is None
+        async with Step(table, events=good):
+            table.set(b"sku-1", b"3")
+
+    _run(journal, scenario)
+    assert [e.message.tracked for e in failed + cancelled] == [False] * 4
+    assert [e.message.tracked for e in good] == [True, True]
