@@ -66,13 +66,19 @@ class Verdict:
         ]
 
 
+#: line states whose units an order holds: still reserved, or already gone with the parcel. A line
+#: can be answered "shipped" outright: after a crash the order's reserve is sent again, and the stock
+#: answers with what became of the hold meanwhile.
+HELD_STATES = ("reserved", "shipped")
+
+
 def confirmed_units(outcomes: Iterable[Mapping[str, Any]]) -> dict[str, int]:
-    """Units held for orders per SKU, from each order's newest allocation record."""
+    """Units held (or shipped) for orders per SKU, from each order's newest allocation record."""
     confirmed: dict[str, int] = defaultdict(int)
     for outcome in outcomes:
         if outcome["outcome"] in ("allocated", "partial"):
             for line in outcome["lines"]:
-                if line["state"] == "reserved":
+                if line["state"] in HELD_STATES:
                     confirmed[line["sku"]] += int(line["quantity"])
     return dict(confirmed)
 

@@ -7,7 +7,9 @@ inventory (streams/inventory.py) to reserve each line, gathers the answers, and 
   - ``reject``: the order is refused and the other lines' holds are released;
   - ``backorder``: keep what is held and wait for stock on the short lines;
   - ``partial``: ship what is held, the short lines are dropped.
-  An order the channel already shipped is never rejected: it is partial (the held units left).
+  An order the channel already shipped is never rejected: it is partial (the held units left). If
+  the shipped status comes after a rejection or expiry, the stock is asked what became of the held
+  lines (``_ask_fate``): units that left with the parcel make the order partial (or allocated).
 Lifecycle events become commands on every held line: paid -> pay (no more expiry), shipped -> ship,
 cancelled -> release, returned -> nothing until quality check passes (``restock``).
 
@@ -101,6 +103,8 @@ class Allocation:
     warehouses: dict[str, str] = field(default_factory=dict)
     #: the order's routing stage (streams/routing_state.py), kept here so one write saves both
     routing: dict[str, Any] | None = None
+    #: while ``_ask_fate`` waits for the stock's answers: the outcome it reconsiders (rejected or expired)
+    asked: Outcome | None = None
 
     def to_bytes(self) -> bytes:
         """The table value: compact JSON (internal state, not a topic contract)."""
@@ -116,6 +120,7 @@ class Allocation:
                 **({"parts": {line: list(holds) for line, holds in self.parts.items()}} if self.parts else {}),
                 **({"wh": self.warehouses} if self.warehouses else {}),
                 **({"rt": self.routing} if self.routing else {}),
+                **({"asked": self.asked.value} if self.asked else {}),
             }
         )
 
@@ -133,6 +138,7 @@ class Allocation:
             parts={line: tuple(holds) for line, holds in doc.get("parts", {}).items()},  # absent before bundles
             warehouses=dict(doc.get("wh", {})),  # absent before routing
             routing=doc.get("rt"),
+            asked=Outcome(doc["asked"]) if doc.get("asked") else None,
         )
 
     @staticmethod
@@ -171,6 +177,8 @@ class Allocation:
         if order.status is OrderStatus.CANCELLED:
             self.outcome = Outcome.CANCELLED
             return commands + self._all(Verb.RELEASE, "cancel")
+        if self.outcome in (Outcome.REJECTED, Outcome.EXPIRED) and order.status in SHIPPED and previous not in SHIPPED:
+            return commands + self._ask_fate()
         if self.outcome in (Outcome.REJECTED, Outcome.CANCELLED, Outcome.EXPIRED):
             return commands  # every hold is already short or released: a pay or ship has nothing to act on
         paid_sent = previous is OrderStatus.PAID or previous in SHIPPED
@@ -209,6 +217,8 @@ class Allocation:
         """
         if decision.hold_id not in self.lines or decision.hold_id in self.decisions:
             return []  # not ours, or a duplicate answer
+        if self.asked is not None and decision.state in (HoldState.RESERVED, HoldState.SHORT):
+            return []  # an old answer read again: what ``_ask_fate`` asked is released, shipped or returned
         self.decisions[decision.hold_id] = decision.state
         if decision.warehouse and decision.state not in UNHELD:
             self.warehouses[decision.hold_id] = decision.warehouse
@@ -216,6 +226,11 @@ class Allocation:
             return []
         order_lines = self.order_lines()
         short = [line for line, holds in order_lines.items() if any(self.decisions[h] in UNHELD for h in holds)]
+        if self.asked is not None:
+            refused, self.asked = self.asked, None
+            left = any(state not in UNHELD for state in self.decisions.values())  # shipped (or returned)
+            self.outcome = Outcome.ALLOCATED if not short else Outcome.PARTIAL if left else refused
+            return []  # the refusal's releases went out already
         if not short:
             self.outcome = Outcome.ALLOCATED
             return []
@@ -235,6 +250,26 @@ class Allocation:
             return []
         self.outcome = Outcome.REJECTED
         return self._all(Verb.RELEASE, "rejected")
+
+    def _ask_fate(self) -> list[StockCommand]:
+        """A refused or expired order the channel says it shipped: ask the stock what its held lines became.
+
+        The refusal or expiry released them, but the channel's ship may have reached the stock first:
+        a worker that crashed had sent it, and its successor, re-reading orders.v1 and reservations.v1
+        in another interleaving (and running the expiry timer before its backlog), decided the order
+        before it saw the paid or shipped status. A reserve of a known hold takes nothing and answers
+        its state; the order is decided again on those answers: partial (or allocated) if units left
+        with the parcel, as it physically is, else refused or expired as before.
+        """
+        held = [hold for hold in sorted(self.decisions) if self.decisions[hold] not in UNHELD]
+        if not held:
+            return []
+        self.asked, self.outcome = self.outcome, Outcome.PENDING
+        for hold in held:
+            del self.decisions[hold]
+            self.warehouses.pop(hold, None)
+        cause = "shipped-after-refusal"
+        return [StockCommand(Verb.RESERVE, self.lines[h][0], h, self.lines[h][1], cause) for h in held]
 
     def order_lines(self) -> dict[str, tuple[str, ...]]:
         """Order line (``order_key|line_id``) -> the holds it is made of: itself, or a bundle's components."""

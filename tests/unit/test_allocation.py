@@ -260,3 +260,70 @@ def test_a_rejected_order_paid_later_sends_no_pay_for_holds_that_hold_nothing() 
     assert allocation.outcome is Outcome.REJECTED
     assert allocation.on_order(_order("shopee", 9, lines, OrderStatus.PAID)) == []
     assert allocation.on_order(_order("shopee", 9, lines, OrderStatus.SHIPPED)) == []
+
+
+@pytest.mark.parametrize("ship_reached_stock_first", [True, False])
+def test_a_rejected_order_the_channel_then_ships_asks_the_stock_what_left(ship_reached_stock_first: bool) -> None:
+    """After a crash the new worker can decide an order before it re-reads its shipped status.
+
+    The crashed worker had already sent the ship: if it reached the stock before the rejection's
+    release, the units left with the parcel, and the order is partial, not rejected.
+    """
+    stock = SkuStock("SKU-A")
+    stock.snapshot("load", "WH-SG-1", 5, 1)
+    lines = [("SKU-A", 2), ("SKU-B", 1)]
+    allocation = Allocation("t1:lazada:3")
+    allocation.on_order(_order("lazada", 3, lines, OrderStatus.PAID))
+    held, short = sorted(allocation.lines)
+    reserved, _ = stock.reserve(held, 2, ("WH-SG-1",))
+    if ship_reached_stock_first:
+        stock.ship(held)  # sent by the worker that crashed, which had seen the shipped status
+    allocation.on_decision(reserved)
+    released = allocation.on_decision(Decision(short, "SKU-B", 1, HoldState.SHORT, None, 0))
+    assert allocation.outcome is Outcome.REJECTED
+    for command in released:
+        if command.sku == "SKU-A":
+            stock.release(command.hold_id, command.cause)
+    asked = allocation.on_order(_order("lazada", 3, lines, OrderStatus.SHIPPED))
+    assert [(c.verb, c.hold_id) for c in asked] == [(Verb.RESERVE, held)]  # the short line held nothing
+    answer, moves = stock.reserve(held, 2, ("WH-SG-1",))
+    assert moves == []  # asking takes nothing
+    assert allocation.on_decision(answer) == []
+    if ship_reached_stock_first:
+        assert allocation.outcome is Outcome.PARTIAL
+        assert allocation.decisions[held] is HoldState.SHIPPED
+        assert stock.rows["WH-SG-1"].on_hand == 3
+    else:
+        assert allocation.outcome is Outcome.REJECTED
+        assert stock.rows["WH-SG-1"].on_hand == 5
+    assert allocation.on_order(_order("lazada", 3, lines, OrderStatus.DELIVERED)) == []  # asked once
+
+
+def test_an_order_expired_before_its_payment_was_read_again_is_allocated_if_its_parcel_left() -> None:
+    """A restarted worker's expiry timer can run before it re-reads the payment in its backlog."""
+    stock = SkuStock("SKU-A")
+    stock.snapshot("load", "WH-SG-1", 5, 1)
+    lines = [("SKU-A", 2)]
+    allocation = Allocation("t1:tiktok:4")
+    allocation.on_order(_order("tiktok", 4, lines, OrderStatus.PENDING_PAYMENT), unpaid_hold_ms=1_000)
+    (held,) = allocation.lines
+    reserved, _ = stock.reserve(held, 2, ("WH-SG-1",))
+    allocation.on_decision(reserved)
+    stock.pay(held)
+    stock.ship(held)  # the crashed worker saw paid and shipped
+    assert allocation.outcome is Outcome.ALLOCATED
+    expiry = allocation.expire(now_ms=10**13)
+    assert allocation.outcome is Outcome.EXPIRED
+    assert stock.release(expiry[0].hold_id, "expire") == []  # already shipped: refused
+    assert allocation.on_order(_order("tiktok", 4, lines, OrderStatus.PAID)) == []
+    asked = allocation.on_order(_order("tiktok", 4, lines, OrderStatus.SHIPPED))
+    assert [c.verb for c in asked] == [Verb.RESERVE]
+    assert allocation.outcome is Outcome.PENDING
+    assert Allocation.from_bytes(allocation.to_bytes()) == allocation  # waiting survives a restart
+    allocation.on_decision(reserved)  # the first answer, read again: not what was asked
+    assert allocation.outcome is Outcome.PENDING
+    answer, _ = stock.reserve(held, 2, ("WH-SG-1",))
+    allocation.on_decision(answer)
+    assert allocation.outcome is Outcome.ALLOCATED
+    assert allocation.asked is None
+    assert allocation.decisions[held] is HoldState.SHIPPED

@@ -9,14 +9,15 @@ def _outcome(outcome: str, *lines: tuple[str, int, str]) -> dict[str, object]:
     return {"outcome": outcome, "lines": [{"sku": s, "quantity": q, "state": st} for s, q, st in lines]}
 
 
-def test_only_reserved_lines_of_allocated_or_partial_orders_count_as_confirmed() -> None:
+def test_only_reserved_or_shipped_lines_of_allocated_or_partial_orders_count_as_confirmed() -> None:
     outcomes = [
         _outcome("allocated", ("A", 2, "reserved"), ("B", 1, "reserved")),
+        _outcome("partial", ("C", 1, "shipped"), ("B", 3, "short")),
         _outcome("partial", ("A", 1, "reserved"), ("B", 3, "short")),
         _outcome("rejected", ("A", 5, "released")),
         _outcome("cancelled", ("B", 4, "released")),
     ]
-    assert confirmed_units(outcomes) == {"A": 3, "B": 1}
+    assert confirmed_units(outcomes) == {"A": 3, "B": 1, "C": 1}
 
 
 def _verdict(**changes: object) -> Verdict:
