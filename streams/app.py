@@ -124,11 +124,13 @@ def register_normalize(app: faust.App, settings: Settings) -> Any:
     changes = _raw_topic(app, topics.ORDER_CHANGES.full_name(prefix))
     dead = _dead_letters(app, settings)
 
+    in_order = safe_ack.in_order(app, "normalize")  # each partition's records applied once, in offset order
+
     async def normalize_agent(stream: StreamT[bytes]) -> AsyncIterator[int]:
         async for batch in _steps(stream, settings):
             sent = 0
-            async with Step(events=batch) as step:
-                for event in batch:
+            async with Step(events=batch, order=in_order) as step:
+                for event in step.events:
                     outcome = normalize(raw_input_of(event, prefix), settings.tenant)
                     for change in outcome.events:
                         step.send(changes, change.order_key.encode(), change.encode())
@@ -165,11 +167,13 @@ def register_lifecycle(app: faust.App, settings: Settings) -> Any:
         else:
             waiting.set(key, str(oldest).encode())
 
+    in_order = safe_ack.in_order(app, "lifecycle")  # each partition's records applied once, in offset order
+
     async def lifecycle_agent(stream: StreamT[bytes]) -> AsyncIterator[int]:
         async for batch in _steps(stream, settings):
             emitted = 0
-            async with lock, Step(state, waiting, events=batch) as step:
-                for event in batch:
+            async with lock, Step(state, waiting, events=batch, order=in_order) as step:
+                for event in step.events:
                     key = event.key if isinstance(event.key, bytes) else b""
                     try:
                         change = decode_change(event.value)
@@ -293,11 +297,13 @@ def register_allocation(app: faust.App, settings: Settings, rules: RulesHolder) 
         record(out, batches, key, state, before, sent, order, action)
         return len(sent)
 
+    in_order = safe_ack.in_order(app, "allocation")  # each partition's records applied once, in offset order
+
     async def allocation_agent(stream: StreamT[bytes]) -> AsyncIterator[int]:
         async for batch in _steps(stream, settings):
-            async with lock, Step(table, deadlines, loads, events=batch) as step:
+            async with lock, Step(table, deadlines, loads, events=batch, order=in_order) as step:
                 batches = CommandBatches(settings.partitions)
-                sent = sum(apply(step, batches, event) for event in batch)
+                sent = sum(apply(step, batches, event) for event in step.events)
                 batches.send(step, commands)
             yield sent
 
@@ -430,10 +436,12 @@ def register_inventory(app: faust.App, settings: Settings) -> Any:
         table.store(key, stock, inventory.SkuStock.to_bytes)
         return len(moves)
 
+    in_order = safe_ack.in_order(app, "inventory")  # each partition's records applied once, in offset order
+
     async def inventory_agent(stream: StreamT[bytes]) -> AsyncIterator[int]:
         async for batch in _steps(stream, settings):
-            async with Step(table, events=batch) as step:
-                moved = sum(apply(step, event) for event in batch)
+            async with Step(table, events=batch, order=in_order) as step:
+                moved = sum(apply(step, event) for event in step.events)
             yield moved
 
     return app.agent(source, name="inventory")(inventory_agent)
@@ -506,9 +514,14 @@ class Step:
     are read again (by this worker after a seek back, or by the next one) and applied again.
     """
 
-    def __init__(self, *tables: KeyedTable, events: Sequence[EventT[Any]] = ()) -> None:
+    def __init__(
+        self, *tables: KeyedTable, events: Sequence[EventT[Any]] = (), order: safe_ack.InOrder | None = None
+    ) -> None:
         self.tables = tables
-        self.events = events
+        self.order = order
+        self.admitted = order.admit(events) if order is not None else None
+        #: the records to apply: with ``order``, only each partition's next ones (safe_ack.InOrder)
+        self.events: Sequence[EventT[Any]] = self.admitted.events if self.admitted is not None else events
         self.out: list[tuple[Any, bytes, Any]] = []
 
     def send(self, topic: Any, key: bytes, value: Any) -> None:
@@ -534,6 +547,8 @@ class Step:
             return
         for table in self.tables:
             table.end()
+        if self.order is not None and self.admitted is not None:
+            self.order.advance(self.admitted)
 
     def _undo(self) -> None:
         for table in self.tables:

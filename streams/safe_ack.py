@@ -38,18 +38,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterator, Mapping, MutableMapping
+from collections.abc import Iterator, Mapping, MutableMapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from faust.transport.consumer import ensure_TP
 from faust.transport.drivers.aiokafka import Consumer as AIOKafkaConsumer
 from faust.transport.drivers.aiokafka import ensure_aiokafka_TP
-from faust.types import TP, AppT, Message
+from faust.types import TP, AppT, EventT, Message
 
 log = logging.getLogger(__name__)
 
 #: Seconds before seeking back again if the same hole is still there.
 READ_AGAIN_S = 10.0
+#: Seconds without progress before InOrder reads a partition again that had a record left unapplied.
+RETRY_S = 2.0
 
 
 class SafeAckConsumer(AIOKafkaConsumer):
@@ -77,11 +80,39 @@ class SafeAckConsumer(AIOKafkaConsumer):
         earliest = {ensure_TP(tp): offset for tp, offset in starts.items()}
         for tp, offset in streams.items():
             self._anchors[tp] = offset or earliest.get(tp, 0)
+        self.generation += 1
         return committed
+
+    def anchor(self, tp: TP) -> int | None:
+        """Where this assignment reads ``tp`` from (None until the seek that ends the rebalance)."""
+        return self._anchors.get(tp)
+
+    def gaps_cover(self, tp: TP, start: int, end: int) -> bool:
+        """True when every offset in [start, end) is a known gap (absent from the log)."""
+        return _head_covered(start, end, self._gap[tp])
+
+    def read_from(self, tp: TP, offset: int, arrived: int) -> None:
+        """Seek ``tp`` back to ``offset``: a later record (``arrived``) came before it (see InOrder)."""
+        now = time.monotonic()
+        last = self._read_again_at.get(tp)
+        if last is not None and last[0] == offset and now - last[1] < READ_AGAIN_S:
+            return
+        self._read_again_at[tp] = (offset, now)
+        log.warning(
+            "%s[%d]: %s; reading again from %d to apply the records in order",
+            tp.topic,
+            tp.partition,
+            f"offset {arrived} arrived before {offset}" if arrived >= 0 else f"stuck before {offset}",
+            offset,
+        )
+        seek = asyncio.ensure_future(self._thread.seek_wait({tp: offset}))
+        self._seeks.add(seek)
+        seek.add_done_callback(self._seek_done)
 
     async def on_partitions_revoked(self, revoked: set[TP]) -> None:
         for tp in revoked:
             self._anchors.pop(ensure_TP(tp), None)
+        self.generation += 1
         await super().on_partitions_revoked(revoked)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -97,6 +128,8 @@ class SafeAckConsumer(AIOKafkaConsumer):
         self._read_offset = _NoReadOffset()
         self._read_again_at: dict[TP, tuple[int, float]] = {}
         self._seeks: set[asyncio.Future[None]] = set()
+        #: changes with every rebalance (revoke, and the seek that ends it): InOrder starts again
+        self.generation = 0
 
     def _read_again(self, tp: TP, committed: int, first_acked: int) -> None:
         """Seek ``tp`` back to its committed offset: records from there on were dropped, not processed.
@@ -175,6 +208,103 @@ def _head_covered(committed: int, first_acked: int, gaps: Any) -> bool:
             return False
         position = max(position, interval.end)
     return position >= first_acked
+
+
+@dataclass(frozen=True)
+class Admitted:
+    """What ``InOrder.admit`` let through, and how far each partition moves once it is applied."""
+
+    events: list[EventT[Any]]
+    generation: int
+    moved: dict[TP, int]
+
+
+class InOrder:
+    """One agent's records applied strictly in offset order per partition, each once per assignment.
+
+    The consumer above reads a hole again by seeking back, but by then the agent has applied records
+    after the hole. For the stock that is not harmless: first come, first served. A replay out of
+    order refused a unit the first pass had granted (the answer already sent), while granting it to
+    a later order, and the flash sale sold 75 units of 50. So an agent applies a partition's record
+    only if it is the next one: a later record is left unapplied and un-tracked (never committed),
+    and the partition is read again from the missing offset; an earlier one was applied already in
+    this assignment and is skipped. Each rebalance starts again from the consumer's anchors.
+
+    A record that came before the rebalance's anchor was known, or a seek that got lost, could leave
+    a partition with nothing more arriving: ``retry`` (a timer) reads again any partition that had a
+    record left unapplied, has input waiting and made no progress for RETRY_S.
+    """
+
+    def __init__(self, app: AppT | Any) -> None:
+        self.app = app  # its consumer: a running SafeAckConsumer (anything else admits every record)
+        self._next: dict[TP, int] = {}
+        self._generation = -1
+        self._stuck: set[TP] = set()  # partitions with a record left unapplied, until caught up
+        self._progress_at: dict[TP, float] = {}
+
+    def admit(self, events: Sequence[EventT[Any]]) -> Admitted:
+        consumer: Any = self.app.consumer
+        if not hasattr(consumer, "anchor") or not consumer.started:
+            return Admitted(list(events), self._generation, {})  # agent.test_context(): no broker, no offsets
+        if consumer.generation != self._generation:
+            self._next, self._generation = {}, consumer.generation
+        moved: dict[TP, int] = {}
+        admitted: list[EventT[Any]] = []
+        for event in events:
+            message = event.message
+            tp, offset = message.tp, message.offset
+            want = moved.get(tp, self._next.get(tp))
+            if want is None:
+                want = consumer.anchor(tp)
+            if want is None:
+                message.tracked = False  # before the seek that ends the rebalance: read again after it
+                self._stuck.add(tp)
+                continue
+            if offset < want:
+                continue  # applied already in this assignment (the partition was read again)
+            if offset > want and not consumer.gaps_cover(tp, want, offset):
+                message.tracked = False
+                self._stuck.add(tp)
+                consumer.read_from(tp, want, offset)
+                continue
+            moved[tp] = offset + 1
+            admitted.append(event)
+        return Admitted(admitted, consumer.generation, moved)
+
+    def advance(self, admitted: Admitted) -> None:
+        """The admitted records are applied: their partitions move on (unless a rebalance came between)."""
+        if admitted.generation == self._generation:
+            self._next.update(admitted.moved)
+            now = time.monotonic()
+            for tp in admitted.moved:
+                self._progress_at[tp] = now
+
+    async def retry(self) -> None:
+        """Read again the partitions left with unapplied records and no progress (a timer runs this)."""
+        consumer: Any = self.app.consumer
+        if not self._stuck or not hasattr(consumer, "anchor") or not consumer.started:
+            return
+        now = time.monotonic()
+        for tp in sorted(self._stuck):
+            anchor = consumer.anchor(tp)
+            if anchor is None:
+                continue  # not (or no longer) ours, or the rebalance has not ended yet
+            start = self._next.get(tp, anchor) if consumer.generation == self._generation else anchor
+            try:
+                high = consumer.highwater(tp)
+            except Exception:  # not assigned here any more
+                high = None
+            if high is not None and start >= high:
+                self._stuck.discard(tp)  # everything there is has been applied
+            elif now - self._progress_at.get(tp, 0.0) >= RETRY_S:
+                consumer.read_from(tp, start, -1)
+
+
+def in_order(app: AppT, agent: str) -> InOrder:
+    """An agent's InOrder, with its retry timer on the app."""
+    gate = InOrder(app)
+    app.timer(RETRY_S, name=f"in-order-{agent}")(gate.retry)
+    return gate
 
 
 def install(app: AppT) -> None:

@@ -23,6 +23,7 @@ from connectors.simulator import Simulator, run_to_kafka
 from connectors.stock_load import load
 from infra.process import ManagedProcess
 from infra.topics import ensure_topics
+from loadtest.verify import HELD_STATES, confirmed_units
 from oms.runtime import spawn_worker
 from oms.settings import Settings
 from schemas.order import OrderEvent, OrderStatus, order_key
@@ -123,13 +124,8 @@ def test_flash_sale_across_five_channels_decides_every_order_and_never_oversells
     undecided = expected - set(outcomes)
     assert not undecided, _why_undecided(settings, undecided, orders)
 
-    confirmed: dict[str, int] = defaultdict(int)
-    for outcome in outcomes.values():
-        # allocated: every line held; partial: the order shipped before a short line was decided
-        if outcome["outcome"] in ("allocated", "partial"):
-            for line in outcome["lines"]:
-                if line["state"] == "reserved":
-                    confirmed[line["sku"]] += line["quantity"]
+    # allocated: every line held; partial: the order shipped before a short line was decided
+    confirmed = defaultdict(int, confirmed_units(outcomes.values()))
     cancelled_after = {k for k, m in orders.items() if OrderEvent.decode(m.value()).status is OrderStatus.CANCELLED}
     oversold = [sku for sku in SKUS if confirmed[sku] > 50]
     assert not oversold, _why_oversold(settings, oversold, confirmed, outcomes)
@@ -156,7 +152,8 @@ def test_flash_sale_across_five_channels_decides_every_order_and_never_oversells
 def _why_oversold(
     settings: Settings, skus: list[str], confirmed: dict[str, int], outcomes: dict[str, dict[str, Any]]
 ) -> str:
-    """Where the extra units came from: confirmed holds the ledger never reserved, or reserved twice."""
+    """Where the extra units came from: confirmed holds the ledger never reserved, or reserved twice
+    with different effects (a replay that did not repeat the first pass)."""
     from schemas.codec import codec
 
     decode = codec("stock_movement").decode
@@ -173,19 +170,19 @@ def _why_oversold(
             for outcome in outcomes.values()
             if outcome["outcome"] in ("allocated", "partial")
             for line in outcome["lines"]
-            if line["sku"] == sku and line["state"] == "reserved"
+            if line["sku"] == sku and line["state"] in HELD_STATES
         }
-        reserves: dict[str, int] = defaultdict(int)
+        reserves: dict[str, set[tuple[Any, ...]]] = defaultdict(set)  # a true repeat is the same movement
         released: set[str] = set()
         for move in moves:
             if move["sku"] == sku and move["cause"] == "reserve":
-                reserves[move["ref"]] += 1
+                reserves[move["ref"]].add(tuple(sorted(move.items())))
             elif move["sku"] == sku and move["cause"] != "ship":
                 released.add(move["ref"])
         lines.append(
             f"{sku}: {confirmed[sku]} units confirmed of 50; confirmed holds without a reserve in the ledger: "
             f"{sorted(held - set(reserves))[:5]}; reserved more than once: "
-            f"{sorted(h for h, n in reserves.items() if n > 1)[:5]}; confirmed but released: "
+            f"{sorted(h for h, seen in reserves.items() if len(seen) > 1)[:5]}; confirmed but released: "
             f"{sorted(held & released)[:5]}; last ledger rows: {moves[-3:]}"
         )
     return "oversold:\n" + "\n".join(lines)
