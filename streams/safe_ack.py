@@ -25,7 +25,8 @@ What this consumer does instead:
   each stream partition gets an *anchor*: where this assignment reads it from.
 - ``ack`` records only messages a stream handed to an agent (faust marks them ``tracked``).
 - The read offset is always unknown (``_NoReadOffset``): no fetched record is dropped. A record can
-  then come twice, after a seek back; stable event ids make that harmless.
+  then come twice, or after later ones (a hole read again); each agent's ``InOrder`` applies only
+  the next record of a partition and has the partition read again from the missing one.
 - ``_new_offset`` commits nothing before the partition's anchor is known, nor over a hole between
   the committed offset (or anchor) and the first acked one; commits wait, they never jump.
 - A hole is sought back to the committed offset and read again (warning in the log), again after
