@@ -105,6 +105,8 @@ class Allocation:
     routing: dict[str, Any] | None = None
     #: while ``_ask_fate`` waits for the stock's answers: the outcome it reconsiders (rejected or expired)
     asked: Outcome | None = None
+    #: the holds ``_ask_fate`` asked about (an answer for another hold is an ordinary first answer)
+    asking: tuple[str, ...] = ()
 
     def to_bytes(self) -> bytes:
         """The table value: compact JSON (internal state, not a topic contract)."""
@@ -120,7 +122,7 @@ class Allocation:
                 **({"parts": {line: list(holds) for line, holds in self.parts.items()}} if self.parts else {}),
                 **({"wh": self.warehouses} if self.warehouses else {}),
                 **({"rt": self.routing} if self.routing else {}),
-                **({"asked": self.asked.value} if self.asked else {}),
+                **({"asked": self.asked.value, "asking": list(self.asking)} if self.asked else {}),
             }
         )
 
@@ -139,6 +141,7 @@ class Allocation:
             warehouses=dict(doc.get("wh", {})),  # absent before routing
             routing=doc.get("rt"),
             asked=Outcome(doc["asked"]) if doc.get("asked") else None,
+            asking=tuple(doc.get("asking", ())),
         )
 
     @staticmethod
@@ -217,8 +220,8 @@ class Allocation:
         """
         if decision.hold_id not in self.lines or decision.hold_id in self.decisions:
             return []  # not ours, or a duplicate answer
-        if self.asked is not None and decision.state in (HoldState.RESERVED, HoldState.SHORT):
-            return []  # an old answer read again: what ``_ask_fate`` asked is released, shipped or returned
+        if decision.hold_id in self.asking and decision.state is HoldState.RESERVED:
+            return []  # an old answer: the refusal's release reached the stock before the question
         self.decisions[decision.hold_id] = decision.state
         if decision.warehouse and decision.state not in UNHELD:
             self.warehouses[decision.hold_id] = decision.warehouse
@@ -227,7 +230,7 @@ class Allocation:
         order_lines = self.order_lines()
         short = [line for line, holds in order_lines.items() if any(self.decisions[h] in UNHELD for h in holds)]
         if self.asked is not None:
-            refused, self.asked = self.asked, None
+            refused, self.asked, self.asking = self.asked, None, ()
             left = any(state not in UNHELD for state in self.decisions.values())  # shipped (or returned)
             self.outcome = Outcome.ALLOCATED if not short else Outcome.PARTIAL if left else refused
             return []  # the refusal's releases went out already
@@ -261,12 +264,13 @@ class Allocation:
         its state; the order is decided again on those answers: partial (or allocated) if units left
         with the parcel, as it physically is, else refused or expired as before.
         """
-        held = [hold for hold in sorted(self.decisions) if self.decisions[hold] not in UNHELD]
+        # every hold not known to hold nothing: also those whose first answer is still on its way
+        held = [hold for hold in sorted(self.lines) if self.decisions.get(hold) not in UNHELD]
         if not held:
             return []
-        self.asked, self.outcome = self.outcome, Outcome.PENDING
+        self.asked, self.asking, self.outcome = self.outcome, tuple(held), Outcome.PENDING
         for hold in held:
-            del self.decisions[hold]
+            self.decisions.pop(hold, None)
             self.warehouses.pop(hold, None)
         cause = "shipped-after-refusal"
         return [StockCommand(Verb.RESERVE, self.lines[h][0], h, self.lines[h][1], cause) for h in held]

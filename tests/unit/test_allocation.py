@@ -327,3 +327,34 @@ def test_an_order_expired_before_its_payment_was_read_again_is_allocated_if_its_
     assert allocation.outcome is Outcome.ALLOCATED
     assert allocation.asked is None
     assert allocation.decisions[held] is HoldState.SHIPPED
+
+
+def test_a_line_whose_first_answer_is_still_on_its_way_is_asked_about_too() -> None:
+    """Its first answer predates the expiry's release: only the answer to the question says what it is."""
+    lines = [("SKU-A", 1), ("SKU-B", 1)]
+    allocation = Allocation("t1:lazada:5")
+    allocation.on_order(_order("lazada", 5, lines, OrderStatus.PENDING_PAYMENT), unpaid_hold_ms=1_000)
+    first, second = sorted(allocation.lines)
+    allocation.on_decision(Decision(first, "SKU-A", 1, HoldState.RESERVED, "WH-SG-1", 3))
+    allocation.expire(now_ms=10**13)  # expired before the second answer came
+    assert allocation.outcome is Outcome.EXPIRED
+    asked = allocation.on_order(_order("lazada", 5, lines, OrderStatus.SHIPPED))
+    assert [c.hold_id for c in asked] == [first, second]
+    allocation.on_decision(Decision(second, "SKU-B", 1, HoldState.RESERVED, "WH-SG-2", 0))  # the first answer
+    allocation.on_decision(Decision(first, "SKU-A", 1, HoldState.SHIPPED, "WH-SG-1", 3))
+    assert allocation.outcome is Outcome.PENDING
+    allocation.on_decision(Decision(second, "SKU-B", 1, HoldState.RELEASED, "WH-SG-2", 1))
+    assert allocation.outcome is Outcome.PARTIAL  # one line left with the parcel, the other went back on sale
+    assert Allocation.from_bytes(allocation.to_bytes()) == allocation
+
+
+def test_a_line_short_all_along_answers_short_to_the_question() -> None:
+    lines = [("SKU-A", 1)]
+    allocation = Allocation("t1:lazada:6")
+    allocation.on_order(_order("lazada", 6, lines, OrderStatus.PENDING_PAYMENT), unpaid_hold_ms=1_000)
+    allocation.expire(now_ms=10**13)  # before any answer
+    (hold,) = allocation.lines
+    assert [c.hold_id for c in allocation.on_order(_order("lazada", 6, lines, OrderStatus.SHIPPED))] == [hold]
+    allocation.on_decision(Decision(hold, "SKU-A", 1, HoldState.SHORT, None, 0))
+    assert allocation.outcome is Outcome.EXPIRED
+    assert allocation.asked is None
