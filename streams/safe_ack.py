@@ -93,19 +93,18 @@ class SafeAckConsumer(AIOKafkaConsumer):
         return _head_covered(start, end, self._gap[tp])
 
     def read_from(self, tp: TP, offset: int, arrived: int) -> None:
-        """Seek ``tp`` back to ``offset``: a later record (``arrived``) came before it (see InOrder)."""
+        """Seek ``tp`` back to ``offset``: a later record (``arrived``, -1 if none) came before it (InOrder)."""
+        why = f"offset {arrived} arrived before {offset}" if arrived >= 0 else f"stuck before {offset}"
+        self._seek_back(tp, offset, f"{why}; reading again from {offset} to apply the records in order")
+
+    def _seek_back(self, tp: TP, offset: int, why: str) -> None:
+        """Seek ``tp`` to ``offset`` (logged with ``why``), at most once per READ_AGAIN_S for one offset."""
         now = time.monotonic()
         last = self._read_again_at.get(tp)
         if last is not None and last[0] == offset and now - last[1] < READ_AGAIN_S:
             return
         self._read_again_at[tp] = (offset, now)
-        log.warning(
-            "%s[%d]: %s; reading again from %d to apply the records in order",
-            tp.topic,
-            tp.partition,
-            f"offset {arrived} arrived before {offset}" if arrived >= 0 else f"stuck before {offset}",
-            offset,
-        )
+        log.warning("%s[%d]: %s", tp.topic, tp.partition, why)
         seek = asyncio.ensure_future(self._thread.seek_wait({tp: offset}))
         self._seeks.add(seek)
         seek.add_done_callback(self._seek_done)
@@ -141,23 +140,12 @@ class SafeAckConsumer(AIOKafkaConsumer):
         later ones too, which the stable event ids make harmless. Again after READ_AGAIN_S if the
         hole is still there.
         """
-        now = time.monotonic()
-        last = self._read_again_at.get(tp)
-        if last is not None and last[0] == committed and now - last[1] < READ_AGAIN_S:
-            return
-        self._read_again_at[tp] = (committed, now)
-        log.warning(
-            "%s[%d]: offsets %d-%d were fetched but never processed (dropped during a rebalance); "
-            "reading them again from %d",
-            tp.topic,
-            tp.partition,
+        self._seek_back(
+            tp,
             committed,
-            first_acked - 1,
-            committed,
+            f"offsets {committed}-{first_acked - 1} were fetched but never processed (dropped during a "
+            f"rebalance); reading them again from {committed}",
         )
-        seek = asyncio.ensure_future(self._thread.seek_wait({tp: committed}))
-        self._seeks.add(seek)
-        seek.add_done_callback(self._seek_done)
 
     def _seek_done(self, seek: asyncio.Future[None]) -> None:
         self._seeks.discard(seek)
