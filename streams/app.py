@@ -18,7 +18,7 @@ from typing import Any, TypeVar, cast
 
 import faust
 from aiokafka.partitioner import murmur2
-from faust.types import EventT, StreamT
+from faust.types import TP, EventT, StreamT
 
 from oms.settings import Settings
 from schemas import topics
@@ -308,10 +308,13 @@ def register_allocation(app: faust.App, settings: Settings, rules: RulesHolder) 
             yield sent
 
     async def expire_unpaid() -> None:
-        now = int(time.time() * 1000)
+        wall = int(time.time() * 1000)
         async with lock, Step(table, deadlines, loads) as step:
             batches = CommandBatches(settings.partitions)
             for key, deadline in deadlines.active_items(app, orders_name):
+                # not before the order's partition of orders.v1 is applied up to the deadline: a payment
+                # made in time may still wait in the backlog (after a restart)
+                now = in_order.clock_ms(TP(orders_name, deadlines.partition(key)), wall)
                 if int(deadline) > now:
                     continue
                 stored = table.get(key)

@@ -206,6 +206,7 @@ class Admitted:
     events: list[EventT[Any]]
     generation: int
     moved: dict[TP, int]
+    newest_ms: dict[TP, int]  # the newest record timestamp among them, per partition
 
 
 class InOrder:
@@ -230,11 +231,12 @@ class InOrder:
         self._generation = -1
         self._stuck: set[TP] = set()  # partitions with a record left unapplied, until caught up
         self._progress_at: dict[TP, float] = {}
+        self._seen_ms: dict[TP, int] = {}  # the newest record timestamp applied, per partition
 
     def admit(self, events: Sequence[EventT[Any]]) -> Admitted:
         consumer: Any = self.app.consumer
         if not hasattr(consumer, "anchor") or not consumer.started:
-            return Admitted(list(events), self._generation, {})  # agent.test_context(): no broker, no offsets
+            return Admitted(list(events), self._generation, {}, {})  # agent.test_context(): no broker, no offsets
         if consumer.generation != self._generation:
             self._next, self._generation = {}, consumer.generation
         moved: dict[TP, int] = {}
@@ -258,7 +260,7 @@ class InOrder:
                 continue
             moved[tp] = offset + 1
             admitted.append(event)
-        return Admitted(admitted, consumer.generation, moved)
+        return Admitted(admitted, consumer.generation, moved, _newest_ms(admitted))
 
     def advance(self, admitted: Admitted) -> None:
         """The admitted records are applied: their partitions move on (unless a rebalance came between)."""
@@ -267,6 +269,29 @@ class InOrder:
             now = time.monotonic()
             for tp in admitted.moved:
                 self._progress_at[tp] = now
+            for tp, ms in admitted.newest_ms.items():
+                self._seen_ms[tp] = max(ms, self._seen_ms.get(tp, 0))
+
+    def clock_ms(self, tp: TP, now_ms: int) -> int:
+        """The time up to which ``tp`` has been applied: now if caught up, else its newest record's time.
+
+        A deadline timer (unpaid holds) must not expire an order at wall-clock time while the payment
+        that came before the deadline still waits in the backlog, as after a restart: it waits until
+        this clock passes the deadline.
+        """
+        consumer: Any = self.app.consumer
+        if not hasattr(consumer, "anchor") or not consumer.started:
+            return now_ms
+        position = self._next.get(tp) if consumer.generation == self._generation else None
+        if position is None:
+            position = consumer.anchor(tp)
+        try:
+            high = consumer.highwater(tp)
+        except Exception:  # not assigned here any more
+            high = None
+        if position is not None and high is not None and position >= high:
+            return now_ms
+        return min(now_ms, self._seen_ms.get(tp, 0))
 
     async def retry(self) -> None:
         """Read again the partitions left with unapplied records and no progress (a timer runs this)."""
@@ -287,6 +312,16 @@ class InOrder:
                 self._stuck.discard(tp)  # everything there is has been applied
             elif now - self._progress_at.get(tp, 0.0) >= RETRY_S:
                 consumer.read_from(tp, start, -1)
+
+
+def _newest_ms(events: list[EventT[Any]]) -> dict[TP, int]:
+    newest: dict[TP, int] = {}
+    for event in events:
+        message = event.message
+        ms = int((message.timestamp or 0) * 1000)
+        if ms > newest.get(message.tp, -1):
+            newest[message.tp] = ms
+    return newest
 
 
 def in_order(app: AppT, agent: str) -> InOrder:

@@ -46,7 +46,9 @@ class Consumer:
 
 
 def _events(*where: tuple[TP, int]) -> list[Any]:
-    return [SimpleNamespace(message=SimpleNamespace(tp=tp, offset=o, tracked=True)) for tp, o in where]
+    return [
+        SimpleNamespace(message=SimpleNamespace(tp=tp, offset=o, tracked=True, timestamp=1000.0 + o)) for tp, o in where
+    ]
 
 
 def _offsets(events: list[Any]) -> list[tuple[int, int]]:
@@ -133,3 +135,18 @@ def test_a_partition_left_with_unapplied_records_and_no_progress_is_read_again_u
     asyncio.run(gate.retry())
     asyncio.run(gate.retry())
     assert consumer.read_again == []  # caught up: no longer watched
+
+
+def test_the_deadline_clock_of_a_partition_with_a_backlog_is_its_newest_applied_record() -> None:
+    """After a restart, an unpaid order must not expire while the payment made in time waits unread."""
+    consumer = Consumer({A: 10})
+    consumer.highwaters = {A: 20}
+    gate = InOrder(SimpleNamespace(consumer=consumer))
+    now_ms = 5_000_000
+    assert gate.clock_ms(A, now_ms) == 0  # nothing applied yet, input waiting: no deadline has passed
+    gate.advance(gate.admit(_events((A, 10), (A, 11), (A, 12))))
+    assert gate.clock_ms(A, now_ms) == 1_012_000  # the newest applied record: offset 12 at 1,012 s
+    gate.advance(gate.admit(_events(*[(A, o) for o in range(13, 20)])))
+    assert gate.clock_ms(A, now_ms) == now_ms  # caught up: the wall clock
+    idle = InOrder(SimpleNamespace(consumer=SimpleNamespace(started=False)))
+    assert idle.clock_ms(A, now_ms) == now_ms
