@@ -27,6 +27,7 @@ from oms.settings import Settings
 from schemas.codec import codec
 from schemas.order import DeadLetter, decode_change
 from schemas.topics import ALLOCATIONS, DEAD_LETTERS, INVENTORY, ORDER_CHANGES, RAW_ORDERS
+from streams.stock_records import HELD_STATES
 
 
 @dataclass
@@ -64,12 +65,6 @@ class Verdict:
             f"raw inputs           {self.raw_records}: {self.raw_accounted} accounted for "
             f"({self.dead_letters} dead letters), lost {self.lost_inputs}",
         ]
-
-
-#: line states whose units an order holds: still reserved, or already gone with the parcel. A line
-#: can be answered "shipped" outright: after a crash the order's reserve is sent again, and the stock
-#: answers with what became of the hold meanwhile.
-HELD_STATES = ("reserved", "shipped")
 
 
 def confirmed_units(outcomes: Iterable[Mapping[str, Any]]) -> dict[str, int]:

@@ -309,12 +309,16 @@ def register_allocation(app: faust.App, settings: Settings, rules: RulesHolder) 
 
     async def expire_unpaid() -> None:
         wall = int(time.time() * 1000)
+        clocks: dict[int, int] = {}  # per partition of orders.v1: applied up to when (see InOrder.clock_ms)
         async with lock, Step(table, deadlines, loads) as step:
             batches = CommandBatches(settings.partitions)
             for key, deadline in deadlines.active_items(app, orders_name):
                 # not before the order's partition of orders.v1 is applied up to the deadline: a payment
                 # made in time may still wait in the backlog (after a restart)
-                now = in_order.clock_ms(TP(orders_name, deadlines.partition(key)), wall)
+                partition = deadlines.partition(key)
+                if partition not in clocks:
+                    clocks[partition] = in_order.clock_ms(TP(orders_name, partition), wall)
+                now = clocks[partition]
                 if int(deadline) > now:
                     continue
                 stored = table.get(key)

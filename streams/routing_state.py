@@ -25,6 +25,7 @@ import orjson
 from schemas.order import Market, OrderEvent, OrderStatus
 from streams import routing
 from streams.routing_rules import Rules
+from streams.stock_records import HELD_STATES
 
 #: allocation outcomes that have stock to ship
 SHIPPABLE = frozenset({"allocated", "partial"})
@@ -113,7 +114,7 @@ class OrderRouting:
                 "hold_id": line["hold_id"],
                 "sku": line["sku"],
                 "quantity": int(line["quantity"]),
-                "warehouse": line.get("warehouse") if line["state"] in ("reserved", "shipped") else None,
+                "warehouse": line.get("warehouse") if line["state"] in HELD_STATES else None,
             }
             for line in record["lines"]
         ]

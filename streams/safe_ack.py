@@ -234,8 +234,8 @@ class InOrder:
         self._seen_ms: dict[TP, int] = {}  # the newest record timestamp applied, per partition
 
     def admit(self, events: Sequence[EventT[Any]]) -> Admitted:
-        consumer: Any = self.app.consumer
-        if not hasattr(consumer, "anchor") or not consumer.started:
+        consumer = self._running_consumer()
+        if consumer is None:
             return Admitted(list(events), self._generation, {}, {})  # agent.test_context(): no broker, no offsets
         if consumer.generation != self._generation:
             self._next, self._generation = {}, consumer.generation
@@ -279,39 +279,44 @@ class InOrder:
         that came before the deadline still waits in the backlog, as after a restart: it waits until
         this clock passes the deadline.
         """
-        consumer: Any = self.app.consumer
-        if not hasattr(consumer, "anchor") or not consumer.started:
-            return now_ms
-        position = self._next.get(tp) if consumer.generation == self._generation else None
-        if position is None:
-            position = consumer.anchor(tp)
-        try:
-            high = consumer.highwater(tp)
-        except Exception:  # not assigned here any more
-            high = None
-        if position is not None and high is not None and position >= high:
+        consumer = self._running_consumer()
+        if consumer is None or self._caught_up(consumer, tp, self._position(consumer, tp)):
             return now_ms
         return min(now_ms, self._seen_ms.get(tp, 0))
 
     async def retry(self) -> None:
         """Read again the partitions left with unapplied records and no progress (a timer runs this)."""
-        consumer: Any = self.app.consumer
-        if not self._stuck or not hasattr(consumer, "anchor") or not consumer.started:
+        consumer = self._running_consumer() if self._stuck else None
+        if consumer is None:
             return
         now = time.monotonic()
         for tp in sorted(self._stuck):
-            anchor = consumer.anchor(tp)
-            if anchor is None:
+            if consumer.anchor(tp) is None:
                 continue  # not (or no longer) ours, or the rebalance has not ended yet
-            start = self._next.get(tp, anchor) if consumer.generation == self._generation else anchor
-            try:
-                high = consumer.highwater(tp)
-            except Exception:  # not assigned here any more
-                high = None
-            if high is not None and start >= high:
+            start = self._position(consumer, tp)
+            if self._caught_up(consumer, tp, start):
                 self._stuck.discard(tp)  # everything there is has been applied
-            elif now - self._progress_at.get(tp, 0.0) >= RETRY_S:
+            elif start is not None and now - self._progress_at.get(tp, 0.0) >= RETRY_S:
                 consumer.read_from(tp, start, -1)
+
+    def _running_consumer(self) -> Any:
+        """The app's SafeAckConsumer once started, else None (agent.test_context() has no broker)."""
+        consumer: Any = self.app.consumer
+        return consumer if hasattr(consumer, "anchor") and consumer.started else None
+
+    def _position(self, consumer: Any, tp: TP) -> int | None:
+        """The next offset of ``tp`` to apply: where this agent stopped, or the assignment's anchor."""
+        applied = self._next.get(tp) if consumer.generation == self._generation else None
+        return applied if applied is not None else consumer.anchor(tp)
+
+    @staticmethod
+    def _caught_up(consumer: Any, tp: TP, position: int | None) -> bool:
+        """True when ``position`` is at the partition's high watermark (nothing waits to be applied)."""
+        try:
+            high = consumer.highwater(tp)
+        except Exception:  # not assigned here any more
+            return False
+        return position is not None and high is not None and position >= high
 
 
 def _newest_ms(events: list[EventT[Any]]) -> dict[TP, int]:

@@ -92,6 +92,12 @@ def encode_allocation(allocation: Allocation) -> bytes:
     return codec("allocation").encode(allocation_record(allocation))
 
 
+#: allocation line states whose units an order holds: still reserved, or already gone with the parcel.
+#: A line can be answered "shipped" outright: after a crash the order's reserve is sent again, and the
+#: stock answers with what became of the hold meanwhile.
+HELD_STATES = (HoldState.RESERVED.value, HoldState.SHIPPED.value)
+
+
 def allocation_record(allocation: Allocation) -> dict[str, Any]:
     """The allocations.v1 record of an order's allocation (also what routing reads of it)."""
     lines = [

@@ -23,12 +23,12 @@ from connectors.simulator import Simulator, run_to_kafka
 from connectors.stock_load import load
 from infra.process import ManagedProcess
 from infra.topics import ensure_topics
-from loadtest.verify import HELD_STATES, confirmed_units
+from loadtest.verify import confirmed_units
 from oms.runtime import spawn_worker
 from oms.settings import Settings
 from schemas.order import OrderEvent, OrderStatus, order_key
 from schemas.topics import ALLOCATIONS, INVENTORY, ORDERS
-from streams.stock_records import decode_allocation
+from streams.stock_records import HELD_STATES, decode_allocation
 from tests.integration.conftest import read_topic
 
 pytestmark = pytest.mark.integration
