@@ -266,6 +266,8 @@ def run_detectors(
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest",
             "session.timeout.ms": int(settings.consumer_session_timeout_s * 1000),
+            "fetch.min.bytes": 65_536,  # in batches, at most 50 ms late (see sinks/runner.py)
+            "fetch.wait.max.ms": 50,
         }
     )
     producer = Producer({"bootstrap.servers": settings.kafka_bootstrap, "acks": "all", "linger.ms": 5})
