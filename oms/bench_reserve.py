@@ -2,8 +2,9 @@
 
 What it measures, each on fresh topics:
 - throughput: PAID canonical orders (1-3 lines over ``skus`` SKUs in 3 warehouses, about 1.2 units
-  demanded per unit in stock, so both allocated and rejected paths run) produced to orders.v1 as
-  fast as possible, with 1 and with 2 workers; orders/s from the first send to the last decision;
+  demanded per unit in stock, so both allocated and rejected paths run) produced to
+  order-changes.v1 (the orders agent's input) as fast as possible, with 1 and with 2 workers;
+  orders/s from the first send to the last decision;
 - latency: the same at a paced rate (half the 1-worker throughput unless ``--rate``), p50/p95/p99
   from the order's Kafka timestamp to its first allocations.v1 record (one clock, one machine);
 - recovery: ``recovery_skus`` SKUs loaded, the worker killed with SIGKILL, a new one started: the
@@ -33,7 +34,7 @@ from infra.process import ManagedProcess, ServiceError, wait_until
 from oms.bench import _peak_rss_mb, _write, order_template, paid_order
 from oms.runtime import spawn_worker
 from oms.settings import Settings
-from schemas.topics import ALLOCATIONS, INVENTORY, ORDERS
+from schemas.topics import ALLOCATIONS, INVENTORY, ORDER_CHANGES
 
 WAREHOUSES = ("WH-1", "WH-2", "WH-3")
 
@@ -199,7 +200,7 @@ def _group_stable(run: Settings, members: int, timeout: float) -> bool:
 
 def _warm_up(run: Settings, orders: Orders, decisions: Decisions, producer: Producer, workers: int) -> None:
     """One order per partition decided: every worker has joined, restored and is processing."""
-    topic = ORDERS.full_name(run.topic_prefix)
+    topic = ORDER_CHANGES.full_name(run.topic_prefix)
     keys = set()
     for i in range(4 * run.partitions):
         key, value, _ = orders.make(i, "warm")
@@ -230,7 +231,7 @@ def run_throughput(
                 _warm_up(run, orders, decisions, producer, 1)
             prepared = [orders.make(i, "o") for i in range(orders_n)]
             sent: dict[str, int] = {}
-            topic = ORDERS.full_name(run.topic_prefix)
+            topic = ORDER_CHANGES.full_name(run.topic_prefix)
             began, began_wall = time.monotonic(), time.time()
             for i, (key, value, _) in enumerate(prepared):
                 if rate > 0 and i % 20 == 0:  # pacing the load generator, not synchronising
@@ -278,7 +279,7 @@ def run_recovery(settings: Settings, skus_n: int, folder: Path) -> RecoveryResul
     run = _fresh(settings)
     skus = [f"REC-{i:06d}" for i in range(skus_n)]
     orders = Orders(run.tenant, skus[:10])
-    topic = ORDERS.full_name(run.topic_prefix)
+    topic = ORDER_CHANGES.full_name(run.topic_prefix)
     decisions = Decisions(run)
     producer = _producer(run)
     try:

@@ -155,7 +155,7 @@ class Allocation:
         bundles: Bundles | None = None,
         prefer: tuple[str, ...] = (),
     ) -> list[StockCommand]:
-        """A canonical order state (forward-only, from orders.v1). Returns commands to send.
+        """A canonical order state (forward-only, as the lifecycle emits it). Returns commands to send.
 
         An unpaid order's holds expire ``unpaid_hold_ms`` after its creation (see ``expire``). A line
         whose SKU is in ``bundles`` is held as its components, when the order is first seen. ``prefer``:
@@ -258,7 +258,7 @@ class Allocation:
         """A refused or expired order the channel says it shipped: ask the stock what its held lines became.
 
         The refusal or expiry released them, but the channel's ship may have reached the stock first:
-        a worker that crashed had sent it, and its successor, re-reading orders.v1 and reservations.v1
+        a worker that crashed had sent it, and its successor, re-reading order-changes.v1 and reservations.v1
         in another interleaving (and running the expiry timer before its backlog), decided the order
         before it saw the paid or shipped status. A reserve of a known hold takes nothing and answers
         its state; the order is decided again on those answers: partial (or allocated) if units left

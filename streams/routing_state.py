@@ -1,7 +1,7 @@
 """One order's routing stage: when to route, when a hold ends, what an operator's action does. Pure.
 
-The allocation agent (streams/app.py) keeps one ``OrderRouting`` per order key next to the order's
-allocation. It learns the order from orders.v1 (address, payment, ship-by), the stock from the
+The orders agent (streams/app.py) keeps one ``OrderRouting`` per order key next to the order's
+allocation. It learns the order from its canonical states (address, payment, ship-by), the stock from the
 allocation (which line is held in which warehouse) and operator actions from hold-actions.v1, in any
 order and any number of times:
 
