@@ -1,8 +1,7 @@
 """The faust normalize agent, run with agent.test_context(): no broker.
 
-``Topic.send`` is replaced by a fake that serializes exactly as faust does before publishing
-(``Topic.as_future_message``: key and value serializers of the topic) and records the bytes, so the
-tests see what would reach Kafka.
+``streams.app.send_record`` (where every output of a step goes to the producer, as bytes) is
+replaced by a fake that records the bytes, so the tests see what would reach Kafka.
 
 faust's test_context names each message after the agent's original channel. Our agent subscribes to
 all raw.orders.<channel> topics at once, which faust cannot name, so a plain put() arrives as topic
@@ -24,7 +23,6 @@ from unittest import mock
 
 import faust
 import pytest
-from faust.topics import Topic
 
 from oms.settings import Settings
 from schemas.order import DeadLetter, OrderEvent
@@ -52,16 +50,17 @@ def _run(scenario: Callable[[faust.App, Any], Awaitable[None]], settings: Settin
     """Run scenario(app, agent-under-test); returns what the agent sent, serialized, in order."""
     sent: list[Sent] = []
 
-    async def fake_send(topic: Topic, *, key: Any = None, value: Any = None, **_: Any) -> asyncio.Future[None]:
-        message = topic.as_future_message(key=key, value=value).message
-        sent.append(Sent(topic.get_topic_name(), message.key, message.value))
+    async def fake_send(
+        app: Any, topic: str, key: bytes, value: bytes, partition: int | None = None
+    ) -> asyncio.Future[None]:
+        sent.append(Sent(topic, key, value))
         acked: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         acked.set_result(None)  # what publish() awaits: the broker's acknowledgement
         return acked
 
     async def main() -> None:
         app = create_app(settings or Settings())
-        with mock.patch.object(Topic, "send", autospec=True, side_effect=fake_send):
+        with mock.patch("streams.app.send_record", side_effect=fake_send):
             async with app.agents["normalize"].test_context() as agent:
                 await asyncio.wait_for(scenario(app, agent), timeout=10)
 

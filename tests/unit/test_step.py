@@ -1,7 +1,8 @@
 """An agent's step (streams/app.py ``Step``): outputs acknowledged first, then one changelog write per key.
 
-The table is a real faust Table of an app that never starts; its changelog sends and the topics'
-sends are recorded in one journal, so the tests see the order in which they would reach Kafka.
+The table is a real faust Table of an app that never starts; what goes to the producer (a step's
+outputs and changelog writes) and changelog writes outside a step are recorded in one journal, so
+the tests see the order in which they would reach Kafka.
 """
 
 from __future__ import annotations
@@ -34,8 +35,18 @@ class Journal:
         #: what each changelog write answers: done at once unless a test sets its own
         self.changelog_ack: asyncio.Future[None] | None = None
 
-    async def send(self, topic: Topic, *, key: Any = None, value: Any = None, **_: Any) -> asyncio.Future[None]:
-        self.entries.append((f"out:{topic.get_topic_name()}", key, value))
+    async def record(
+        self, app: Any, topic: str, key: bytes, value: bytes | None, partition: int | None = None
+    ) -> asyncio.Future[None]:
+        """``streams.app.send_record``: a step's outputs and its changelog writes go out through it."""
+        if topic.endswith("-changelog"):
+            assert partition is not None, "a changelog write names its partition"
+            return self.changelog(partition, key, value)
+        return await self.send(topic, key=key, value=value)
+
+    async def send(self, topic: Topic | str, *, key: Any = None, value: Any = None, **_: Any) -> asyncio.Future[None]:
+        name = topic if isinstance(topic, str) else topic.get_topic_name()
+        self.entries.append((f"out:{name}", key, value))
         acked: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         if self.fail_sends:
             acked.set_exception(RuntimeError("broker unreachable"))
@@ -63,8 +74,8 @@ def _run(journal: Journal, scenario: Any) -> None:
         table = KeyedTable(app, "unit-step-table", 4)
         topic = app.topic("unit-step.out", key_serializer="raw", value_serializer="raw")
         with (
-            mock.patch.object(Topic, "send", autospec=True, side_effect=journal.send),
-            mock.patch.object(table.table, "send_changelog", side_effect=journal.changelog),
+            mock.patch("streams.app.send_record", side_effect=journal.record),
+            mock.patch.object(table.table, "send_changelog", side_effect=journal.changelog),  # outside a step
         ):
             await scenario(table, topic)
 
