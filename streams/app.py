@@ -175,7 +175,8 @@ def register_orders(app: faust.App, settings: Settings, rules: RulesHolder) -> A
     table = _bytes_table(app, "allocations", settings)
     deadlines = _bytes_table(app, "hold-deadlines", settings)  # unpaid orders: order key -> expiry ms
     loads = _bytes_table(app, "routing-workload", settings)  # per partition: orders per node, hour and day
-    tables = (order_state, waiting, table, deadlines, loads)
+    tables = (table, deadlines, loads)  # a step writes these first, then ``lifecycle`` (see Step)
+    lifecycle_tables = (order_state, waiting)
     lock = asyncio.Lock()  # the agent and the timers never interleave a read and write of one order
 
     def live(out: Step, batches: CommandBatches, key: bytes, change: lifecycle.Step) -> int:
@@ -285,7 +286,7 @@ def register_orders(app: faust.App, settings: Settings, rules: RulesHolder) -> A
 
     async def orders_agent(stream: StreamT[bytes]) -> AsyncIterator[int]:
         async for batch in _steps(stream, settings):
-            async with lock, Step(*tables, events=batch, order=in_order) as step:
+            async with lock, Step(*tables, events=batch, order=in_order, upstream=lifecycle_tables) as step:
                 batches = CommandBatches(settings.partitions)
                 sent = sum(apply(step, batches, event) for event in step.events)
                 batches.send(step, commands)
@@ -295,7 +296,7 @@ def register_orders(app: faust.App, settings: Settings, rules: RulesHolder) -> A
         """Status updates whose order never came within OMS_PENDING_UPDATE_WAIT_S: dead letters."""
         now = _now_ms()
         wait_ms = int(settings.pending_update_wait_s * 1000)
-        async with lock, Step(*tables) as step:
+        async with lock, Step(*tables, upstream=lifecycle_tables) as step:
             batches = CommandBatches(settings.partitions)
             due = [key for key, oldest in waiting.active_items(app, changes_name) if now - int(oldest) >= wait_ms]
             for key in due:
@@ -306,7 +307,7 @@ def register_orders(app: faust.App, settings: Settings, rules: RulesHolder) -> A
     async def expire_unpaid() -> None:
         wall = _now_ms()
         clocks: dict[int, int] = {}  # per partition of order-changes.v1: applied up to when (InOrder.clock_ms)
-        async with lock, Step(*tables) as step:
+        async with lock, Step(*tables, upstream=lifecycle_tables) as step:
             batches = CommandBatches(settings.partitions)
             for key, deadline in deadlines.active_items(app, changes_name):
                 # not before the order's partition of order-changes.v1 is applied up to the deadline: a
@@ -530,12 +531,24 @@ class Step:
     state is put back as it was and the step's records are un-tracked: faust's ``take_events`` acks
     them anyway, but streams/safe_ack.py commits nothing at or past an un-tracked record, so they
     are read again (by this worker after a seek back, or by the next one) and applied again.
+
+    Changelog writes to different tables are not atomic. ``upstream`` names the tables the others
+    are derived from (an order's lifecycle state, from which its allocation follows): their writes go
+    out only once the others' are acknowledged. A crash in between leaves the upstream state behind,
+    and the re-read record derives the rest again. The other way round, the re-read record would find
+    itself already applied upstream (a duplicate: nothing emitted) and never derive the rest: an
+    order the lifecycle knew and the allocation never saw stayed undecided (a kill -9 found it).
     """
 
     def __init__(
-        self, *tables: KeyedTable, events: Sequence[EventT[Any]] = (), order: safe_ack.InOrder | None = None
+        self,
+        *tables: KeyedTable,
+        events: Sequence[EventT[Any]] = (),
+        order: safe_ack.InOrder | None = None,
+        upstream: Sequence[KeyedTable] = (),
     ) -> None:
-        self.tables = tables
+        self.groups = (tables, tuple(upstream))  # written in this order, each acknowledged first
+        self.tables = (*tables, *upstream)
         self.order = order
         self.admitted = order.admit(events) if order is not None else None
         #: the records to apply: with ``order``, only each partition's next ones (safe_ack.InOrder)
@@ -554,9 +567,10 @@ class Step:
         try:
             if exc_type is None:
                 await publish(self.out)
-                written = [ack for table in self.tables for ack in await table.commit()]
-                if written:
-                    await asyncio.gather(*written)
+                for group in self.groups:
+                    written = [ack for table in group for ack in await table.commit()]
+                    if written:
+                        await asyncio.gather(*written)
         except BaseException:
             self._undo()
             raise

@@ -285,3 +285,49 @@ def test_a_failed_or_cancelled_step_leaves_its_records_uncommitted_and_a_good_on
     _run(journal, scenario)
     assert [e.message.tracked for e in failed + cancelled] == [False] * 4
     assert [e.message.tracked for e in good] == [True, True]
+
+
+def test_upstream_tables_are_written_only_once_the_others_are_acknowledged() -> None:
+    """An order's lifecycle state must never reach Kafka ahead of the allocation derived from it."""
+    journal = Journal()
+
+    async def scenario(table: KeyedTable, topic: Any) -> None:
+        lifecycle = KeyedTable(table.table.app, "unit-step-lifecycle", 4)
+        ack: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        journal.changelog_ack = ack
+
+        async def step() -> None:
+            async with Step(table, upstream=[lifecycle]):
+                lifecycle.set(b"order-1", b"paid")
+                table.set(b"order-1", b"allocated")
+
+        running = asyncio.create_task(step())
+        for _ in range(20):  # let the step run as far as it can
+            await asyncio.sleep(0)
+        assert journal.entries == [("changelog", b"order-1", b"allocated")], "upstream went out first"
+        journal.changelog_ack = None  # from now on each write is acknowledged at once
+        ack.set_result(None)
+        await asyncio.wait_for(running, 5)
+        assert journal.entries[1:] == [("changelog", b"order-1", b"paid")]
+
+    _run(journal, scenario)
+
+
+def test_a_failed_downstream_write_leaves_the_upstream_unwritten_and_every_table_put_back() -> None:
+    journal = Journal()
+    events = _events(2)
+
+    async def scenario(table: KeyedTable, topic: Any) -> None:
+        lifecycle = KeyedTable(table.table.app, "unit-step-lifecycle", 4)
+        failed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        failed.set_exception(RuntimeError("changelog partition offline"))
+        journal.changelog_ack = failed
+        with pytest.raises(RuntimeError, match="changelog partition offline"):
+            async with Step(table, events=events, upstream=[lifecycle]):
+                lifecycle.set(b"order-1", b"paid")
+                table.set(b"order-1", b"allocated")
+        assert (table.get(b"order-1"), lifecycle.get(b"order-1")) == (None, None)
+
+    _run(journal, scenario)
+    assert journal.entries == [("changelog", b"order-1", b"allocated")], "the upstream must not go out"
+    assert [e.message.tracked for e in events] == [False, False]
