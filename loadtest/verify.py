@@ -25,7 +25,7 @@ from confluent_kafka import Consumer, TopicPartition
 from oms.routing_ops import read_topic
 from oms.settings import Settings
 from schemas.codec import codec
-from schemas.order import DeadLetter, decode_change
+from schemas.order import DeadLetter, decode_changes
 from schemas.topics import ALLOCATIONS, DEAD_LETTERS, INVENTORY, ORDER_CHANGES, RAW_ORDERS
 from streams.stock_records import HELD_STATES
 
@@ -125,8 +125,8 @@ def verify(settings: Settings, expected: set[str], stock: Mapping[str, int], tim
     raw_names = {spec.full_name(prefix) for spec in RAW_ORDERS}
     refs: set[tuple[str, int, int]] = set()
     for msg in read_topic(settings, ORDER_CHANGES.full_name(prefix), 3.0, must_reach_end=False):
-        change = decode_change(msg.value() or b"")
-        refs.add((change.raw.topic, change.raw.partition, change.raw.offset))
+        for change in decode_changes(msg.value() or b""):
+            refs.add((change.raw.topic, change.raw.partition, change.raw.offset))
     letters = 0
     for msg in read_topic(settings, DEAD_LETTERS.full_name(prefix), 3.0, must_reach_end=False):
         letter = DeadLetter.decode(msg.value() or b"")

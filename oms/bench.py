@@ -37,7 +37,7 @@ from infra import services, topics
 from infra.process import ServiceError
 from oms.runtime import spawn_worker
 from oms.settings import Settings
-from schemas.order import DeadLetter, OrderEvent, OrderStatus, decode_change, order_key
+from schemas.order import DeadLetter, OrderEvent, OrderStatus, decode_changes, order_key
 from schemas.topics import DEAD_LETTERS, ORDER_CHANGES
 from streams.adapters.base import RawInput
 from streams.normalize import ADAPTERS, normalize
@@ -148,16 +148,16 @@ def _drain(consumer: Consumer, want: int, timeout: float) -> tuple[list[int], in
             if msg.error() is not None:
                 continue
             value = msg.value() or b""
+            _, ts = msg.timestamp()
             if (msg.topic() or "").endswith(DEAD_LETTERS.name):
                 dead += 1
                 raw_received = DeadLetter.decode(value).source_headers.get("received_at", b"")
-                received = int(raw_received) if raw_received.isdigit() else None
+                received = [int(raw_received)] if raw_received.isdigit() else []
             else:
-                events += 1
-                received = decode_change(value).ingest_time_ms
-            _, ts = msg.timestamp()
-            if received is not None and ts > 0:
-                latencies.append(ts - received)
+                changes = decode_changes(value)  # one, or a normalize step's batch for one partition
+                events += len(changes)
+                received = [change.ingest_time_ms for change in changes]
+            latencies += [ts - r for r in received if ts > 0]
     return latencies, events, dead
 
 

@@ -283,16 +283,33 @@ class StockAdjustment(_Record):
         return cls.model_validate(codec("stock_adjustment").decode(data))
 
 
-#: What order-changes.v1 carries, told apart by the schema fingerprint in each record's header.
+#: What order-changes.v1 carries, told apart by the schema fingerprint in each record's header: one
+#: change, or a batch of them (one normalize step's changes for one partition).
 OrderChange = OrderEvent | OrderStatusUpdate
 CHANGE_SCHEMAS = ("order_event", "order_status_update")
+CHANGE_BATCH = "order_change_batch"
 
 
 def decode_change(data: bytes) -> OrderChange:
-    name, record = decode_any(data, CHANGE_SCHEMAS)
-    if name == "order_event":
-        return OrderEvent.from_avro(record)
-    return OrderStatusUpdate.model_validate(record)
+    """One change (a full order or a status update): an item of a batch, or a record of its own."""
+    return _change(*decode_any(data, CHANGE_SCHEMAS))
+
+
+def decode_changes(data: bytes) -> list[OrderChange]:
+    """An order-changes.v1 record: its changes in order (one, or a batch)."""
+    name, record = decode_any(data, (*CHANGE_SCHEMAS, CHANGE_BATCH))
+    if name == CHANGE_BATCH:
+        return [decode_change(item) for item in record["changes"]]
+    return [_change(name, record)]
+
+
+def _change(name: str, record: dict[str, Any]) -> OrderChange:
+    return OrderEvent.from_avro(record) if name == "order_event" else OrderStatusUpdate.model_validate(record)
+
+
+def encode_change_batch(changes: list[bytes]) -> bytes:
+    """Encoded changes (``OrderEvent.encode``, ``OrderStatusUpdate.encode``) as one order-changes.v1 record."""
+    return codec(CHANGE_BATCH).encode({"changes": changes})
 
 
 class DeadLetter(_Record):

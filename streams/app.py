@@ -14,7 +14,7 @@ import dataclasses
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
-from typing import Any, TypeVar, cast
+from typing import Any, Generic, TypeVar, cast
 
 import faust
 from aiokafka.partitioner import murmur2
@@ -23,7 +23,7 @@ from faust.types import TP, EventT, StreamT
 from oms.settings import Settings
 from schemas import topics
 from schemas.codec import CodecError
-from schemas.order import DeadLetter, OrderEvent, StockAdjustment, decode_change
+from schemas.order import DeadLetter, OrderChange, OrderEvent, StockAdjustment, decode_changes, encode_change_batch
 from streams import allocation, inventory, lifecycle, routing, routing_records, routing_state, safe_ack, stock_records
 from streams.adapters.base import RawInput
 from streams.codecs import register_codecs
@@ -32,6 +32,8 @@ from streams.routing_rules import RulesHolder
 from streams.routing_state import request_of_order
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 def create_app(settings: Settings) -> faust.App:
@@ -129,13 +131,15 @@ def register_normalize(app: faust.App, settings: Settings) -> Any:
         async for batch in _steps(stream, settings):
             sent = 0
             async with Step(events=batch, order=in_order) as step:
+                out = change_batches(settings.partitions)
                 for event in step.events:
                     outcome = normalize(raw_input_of(event, prefix), settings.tenant)
                     for change in outcome.events:
-                        step.send(changes, change.order_key.encode(), change.encode())
+                        out.add(change)
                     if outcome.dead_letter is not None:
                         step.send(*_dead_out(dead, outcome.dead_letter))
                     sent += len(outcome.events)
+                out.send(step, changes)
             yield sent
 
     return app.agent(raw_topic, name="normalize")(normalize_agent)
@@ -271,23 +275,26 @@ def register_orders(app: faust.App, settings: Settings, rules: RulesHolder) -> A
         topic = event.message.topic
         stage = lifecycle.STAGE if topic == changes_name else "allocation"
         try:
-            change = decode_change(event.value) if topic == changes_name else None
+            changes = decode_changes(event.value) if topic == changes_name else []
             action = routing_records.decode_action(event.value) if topic == actions_name else None
-            decision = None if change or action else stock_records.decode_decision(event.value)
+            decision = None if changes or action else stock_records.decode_decision(event.value)
         except (CodecError, ValueError, TypeError) as exc:
             out.send(*_undecodable(dead, event, settings, stage, exc))
             return 0
-        if change is not None:
-            state = lifecycle.OrderState.from_bytes(order_state.get(key))
-            return live(out, batches, key, lifecycle.apply(state, change))
+        if topic == changes_name:  # one change, or a normalize step's batch for this partition
+            return sum(change_of(out, batches, change) for change in changes)
         return allocate(out, batches, key, decision=decision, action=action)
+
+    def change_of(out: Step, batches: CommandBatches, change: OrderChange) -> int:
+        key = change.order_key.encode()
+        return live(out, batches, key, lifecycle.apply(lifecycle.OrderState.from_bytes(order_state.get(key)), change))
 
     in_order = safe_ack.in_order(app, "orders")  # each partition's records applied once, in offset order
 
     async def orders_agent(stream: StreamT[bytes]) -> AsyncIterator[int]:
         async for batch in _steps(stream, settings):
             async with lock, Step(*tables, events=batch, order=in_order, upstream=lifecycle_tables) as step:
-                batches = CommandBatches(settings.partitions)
+                batches = command_batches(settings.partitions)
                 sent = sum(apply(step, batches, event) for event in step.events)
                 batches.send(step, commands)
             yield sent
@@ -297,7 +304,7 @@ def register_orders(app: faust.App, settings: Settings, rules: RulesHolder) -> A
         now = _now_ms()
         wait_ms = int(settings.pending_update_wait_s * 1000)
         async with lock, Step(*tables, upstream=lifecycle_tables) as step:
-            batches = CommandBatches(settings.partitions)
+            batches = command_batches(settings.partitions)
             due = [key for key, oldest in waiting.active_items(app, changes_name) if now - int(oldest) >= wait_ms]
             for key in due:
                 state = lifecycle.OrderState.from_bytes(order_state.get(key))
@@ -308,7 +315,7 @@ def register_orders(app: faust.App, settings: Settings, rules: RulesHolder) -> A
         wall = _now_ms()
         clocks: dict[int, int] = {}  # per partition of order-changes.v1: applied up to when (InOrder.clock_ms)
         async with lock, Step(*tables, upstream=lifecycle_tables) as step:
-            batches = CommandBatches(settings.partitions)
+            batches = command_batches(settings.partitions)
             for key, deadline in deadlines.active_items(app, changes_name):
                 # not before the order's partition of order-changes.v1 is applied up to the deadline: a
                 # payment made in time may still wait in the backlog (after a restart)
@@ -359,27 +366,63 @@ def partition_key(stem: bytes, partition: int, partitions: int) -> bytes:
     return found
 
 
-class CommandBatches:
-    """A step's stock commands grouped by the inventory partition of their SKU: one record per partition.
+class Batches(Generic[T]):
+    """A step's records for one topic grouped by the partition of their key: one record per partition.
 
-    The inventory reads a partition's commands in the order they were added, as if each were its own
-    record; a SKU always falls in one partition, so its commands keep their order.
+    The reader applies a partition's items in the order they were added, as if each were its own
+    record; a key always falls in one partition, so its items keep their order. A partition with a
+    single item gets a record of its own, under the item's key. Every Kafka record costs the worker
+    that reads it about 250 us of faust's machinery, whatever it holds: stock commands travel this
+    way (1 record per inventory partition per step, not 1 per order line), and so do order changes.
     """
 
-    def __init__(self, partitions: int) -> None:
-        self.partitions = partitions
-        self.by_partition: dict[int, list[allocation.StockCommand]] = {}
+    def __init__(
+        self,
+        partitions: int,
+        stem: bytes,
+        key_of: Callable[[T], bytes],
+        encode_one: Callable[[T], bytes],
+        encode_batch: Callable[[list[T]], bytes],
+    ) -> None:
+        self.partitions, self.stem = partitions, stem
+        self.key_of, self.encode_one, self.encode_batch = key_of, encode_one, encode_batch
+        self.by_partition: dict[int, list[tuple[bytes, T]]] = {}
 
-    def add(self, command: allocation.StockCommand) -> None:
-        part = key_partition(command.sku.encode(), self.partitions)
-        self.by_partition.setdefault(part, []).append(command)
+    def add(self, item: T) -> None:
+        key = self.key_of(item)
+        self.by_partition.setdefault(key_partition(key, self.partitions), []).append((key, item))
 
     def send(self, out: Step, topic: Any) -> None:
-        """One stock-commands.v1 record per partition into ``out``; then empty."""
-        for part, commands in sorted(self.by_partition.items()):
-            key = partition_key(b"~stock", part, self.partitions)
-            out.send(topic, key, stock_records.encode_command_batch(commands))
+        """One record per partition into ``out``; then empty."""
+        for part, items in sorted(self.by_partition.items()):
+            if len(items) == 1:
+                out.send(topic, items[0][0], self.encode_one(items[0][1]))
+            else:
+                key = partition_key(self.stem, part, self.partitions)
+                out.send(topic, key, self.encode_batch([item for _, item in items]))
         self.by_partition = {}
+
+
+CommandBatches = Batches[allocation.StockCommand]
+
+
+def command_batches(partitions: int) -> CommandBatches:
+    """Stock commands by the inventory partition of their SKU (stock-commands.v1)."""
+    return Batches(
+        partitions,
+        b"~stock",
+        lambda c: c.sku.encode(),
+        stock_records.encode_command,
+        stock_records.encode_command_batch,
+    )
+
+
+def change_batches(partitions: int) -> Batches[OrderChange]:
+    """Order changes by the partition of their order (order-changes.v1)."""
+    return Batches(
+        partitions, b"~changes", lambda c: c.order_key.encode(), lambda c: c.encode(),
+        lambda changes: encode_change_batch([c.encode() for c in changes]),
+    )  # fmt: skip
 
 
 def _now_ms() -> int:
@@ -591,8 +634,6 @@ class Step:
 
 #: Decoded values a KeyedTable keeps per table (the oldest decoded leaves first).
 OBJECT_CACHE_KEYS = 20_000
-
-T = TypeVar("T")
 
 
 class KeyedTable:

@@ -192,6 +192,7 @@ def _why_missing(settings: Settings, missing: set[str]) -> str:
     """Where each order missing from orders.v1 stopped: its raw records, its changes, the group's offsets."""
     from confluent_kafka import Consumer, TopicPartition
 
+    from schemas.order import decode_changes
     from schemas.topics import ORDER_CHANGES, RAW_ORDERS
     from streams.app import group_id
 
@@ -206,9 +207,10 @@ def _why_missing(settings: Settings, missing: set[str]) -> str:
     ]
     changes_topic = ORDER_CHANGES.full_name(prefix)
     changes = [
-        (m.key().decode(), m.partition(), m.offset())
+        (change.order_key, m.partition(), m.offset())
         for m in read_topic(settings, changes_topic, lambda ms: False, 10)
-        if m.key().decode() in missing
+        for change in decode_changes(m.value())
+        if change.order_key in missing
     ]
     group = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": group_id(settings)})
     try:

@@ -14,7 +14,7 @@ from confluent_kafka import KafkaError, Message
 from connectors.raw_producer import RawProducer
 from infra.process import ManagedProcess
 from oms.settings import Settings
-from schemas.order import DeadLetter, decode_change
+from schemas.order import DeadLetter, decode_changes
 from schemas.topics import DEAD_LETTERS, ORDER_CHANGES
 from streams.normalize import ADAPTERS
 from tests.integration.conftest import read_topic, shopee_order, unique
@@ -78,8 +78,8 @@ def test_every_raw_record_is_accounted_for_exactly_once_across_channels_and_ugly
         dead_by_pos.clear()
         for m in messages:
             if m.topic().endswith(ORDER_CHANGES.name):
-                change = decode_change(m.value())
-                changes_by_pos[(change.raw.topic, change.raw.partition, change.raw.offset)] += 1
+                for change in decode_changes(m.value()):
+                    changes_by_pos[(change.raw.topic, change.raw.partition, change.raw.offset)] += 1
             else:
                 letter = DeadLetter.decode(m.value())
                 if letter.stage == "normalize":

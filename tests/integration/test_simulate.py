@@ -11,7 +11,7 @@ from confluent_kafka import Message
 from connectors.simulator import SimEvent, Simulator, run_to_kafka
 from infra.process import ManagedProcess
 from oms.settings import Settings
-from schemas.order import DeadLetter, decode_change
+from schemas.order import DeadLetter, decode_changes
 from schemas.topics import DEAD_LETTERS, ORDER_CHANGES
 from tests.integration.conftest import read_topic
 
@@ -43,8 +43,8 @@ def test_two_hundred_simulated_events_are_all_accounted_for_on_changes_or_dead_l
         dead.clear()
         for m in messages:
             if m.topic().endswith(ORDER_CHANGES.name):
-                change = decode_change(m.value())
-                changes[(change.raw.topic, change.raw.partition, change.raw.offset)] += 1
+                for change in decode_changes(m.value()):
+                    changes[(change.raw.topic, change.raw.partition, change.raw.offset)] += 1
             else:
                 letter = DeadLetter.decode(m.value())
                 if letter.stage == "normalize":

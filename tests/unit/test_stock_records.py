@@ -42,7 +42,7 @@ def test_a_batch_of_commands_decodes_in_order_and_a_single_command_still_decodes
 
 
 def test_commands_are_batched_by_the_partition_of_their_sku_in_order() -> None:
-    from streams.app import CommandBatches, key_partition
+    from streams.app import command_batches, key_partition
 
     class Out:
         def __init__(self) -> None:
@@ -53,7 +53,7 @@ def test_commands_are_batched_by_the_partition_of_their_sku_in_order() -> None:
 
     from streams.stock_records import decode_commands
 
-    batches = CommandBatches(4)
+    batches = command_batches(4)
     commands = [StockCommand(Verb.RESERVE, f"FS-{i % 7:03d}", f"t:pos:{i}|1", 1, "order") for i in range(40)]
     for command in commands:
         batches.add(command)
@@ -71,3 +71,41 @@ def test_commands_are_batched_by_the_partition_of_their_sku_in_order() -> None:
     assert sorted(c.hold_id for c in seen) == sorted(c.hold_id for c in commands)
     batches.send(out, "stock-commands.v1")  # type: ignore[arg-type]
     assert len(out.sent) <= 4  # emptied by the first send
+
+
+def test_order_changes_are_batched_by_the_partition_of_their_order_and_a_lone_change_keeps_its_key() -> None:
+    from schemas.order import OrderStatusUpdate, RawRef, decode_changes
+    from streams.app import change_batches, key_partition
+
+    sent: list[tuple[bytes, bytes]] = []
+
+    class Out:
+        def send(self, topic: object, key: bytes, value: bytes) -> None:
+            sent.append((key, value))
+
+    def push(order: int, n: int) -> OrderStatusUpdate:
+        raw = RawRef(topic="raw.orders.pos", partition=0, offset=order * 10 + n)
+        return OrderStatusUpdate(
+            event_id=f"u{order}-{n}", tenant="t", channel="pos", shop_id="s", order_key=f"t:pos:{order}",
+            channel_order_id=str(order), status="paid", channel_status="PAID", event_time_ms=1_800_000_000_000 + n,
+            ingest_time_ms=1, raw=raw, original=b"{}",
+        )  # fmt: skip
+
+    changes = [push(order, n) for n in range(3) for order in range(12)]
+    batches = change_batches(4)
+    for change in changes:
+        batches.add(change)
+    batches.send(Out(), "order-changes.v1")  # type: ignore[arg-type]
+    assert len(sent) <= 4
+    seen = []
+    for key, value in sent:
+        decoded = decode_changes(value)
+        assert {key_partition(c.order_key.encode(), 4) for c in decoded} == {key_partition(key, 4)}
+        seen += decoded
+    for order in map(str, range(12)):  # each order's changes in the order they were made
+        assert [c for c in seen if c.channel_order_id == order] == [c for c in changes if c.channel_order_id == order]
+
+    sent.clear()
+    batches.add(changes[0])
+    batches.send(Out(), "order-changes.v1")  # type: ignore[arg-type]
+    assert sent == [(b"t:pos:0", changes[0].encode())], "a lone change is a record of its own, as before"
