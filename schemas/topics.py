@@ -52,9 +52,10 @@ def raw_orders(channel: str) -> TopicSpec:
 
 ORDER_CHANGES = TopicSpec(
     name="order-changes.v1",
-    key="order key tenant:channel:channel_order_id (utf-8)",
-    value="OrderEvent or OrderStatusUpdate, as normalized; the lifecycle stage makes them orders.v1",
-    value_schemas=("order_event", "order_status_update"),
+    key="order key tenant:channel:channel_order_id (utf-8); a batch: a key in its partition (~changes#n)",
+    value="OrderEvent or OrderStatusUpdate as normalized, or a batch of them (one normalize step's for one "
+    "partition, in order); the orders agent's lifecycle makes them orders.v1",
+    value_schemas=("order_event", "order_status_update", "order_change_batch"),
     description="Normalize's output, re-keyed by order so one partition sees an order's whole history.",
 )
 
