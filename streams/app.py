@@ -187,16 +187,19 @@ def register_orders(app: faust.App, settings: Settings, rules: RulesHolder) -> A
         """A lifecycle step's outputs and state; each canonical state it emits then allocated."""
         for letter in change.dead:
             out.send(*_dead_out(dead, letter))
-        order_state.set(key, change.state.to_bytes())
         oldest = change.state.oldest_pending_ms
         if oldest is None:
             waiting.delete(key)
         else:
             waiting.set(key, str(oldest).encode())
-        sent = 0
+        sent, encoded = 0, {}
         for order in change.emit:
-            out.send(orders, key, order.encode())
+            encoded[id(order)] = raw = order.encode()
+            out.send(orders, key, raw)
             sent += allocate(out, batches, key, order=order)
+        # stored decoded, encoded once when the step commits (reusing the bytes just sent)
+        known = encoded.get(id(change.state.order))
+        order_state.store(key, change.state, lambda state: state.to_bytes(known))
         return sent
 
     def record(
@@ -287,7 +290,11 @@ def register_orders(app: faust.App, settings: Settings, rules: RulesHolder) -> A
 
     def change_of(out: Step, batches: CommandBatches, change: OrderChange) -> int:
         key = change.order_key.encode()
-        return live(out, batches, key, lifecycle.apply(lifecycle.OrderState.from_bytes(order_state.get(key)), change))
+        return live(out, batches, key, lifecycle.apply(order_of(key), change))
+
+    def order_of(key: bytes) -> lifecycle.OrderState:
+        """The lifecycle state of an order, decoded once while it stays in memory (KeyedTable.load)."""
+        return order_state.load(key, lifecycle.OrderState.from_bytes) or lifecycle.OrderState()
 
     in_order = safe_ack.in_order(app, "orders")  # each partition's records applied once, in offset order
 
@@ -307,7 +314,7 @@ def register_orders(app: faust.App, settings: Settings, rules: RulesHolder) -> A
             batches = command_batches(settings.partitions)
             due = [key for key, oldest in waiting.active_items(app, changes_name) if now - int(oldest) >= wait_ms]
             for key in due:
-                state = lifecycle.OrderState.from_bytes(order_state.get(key))
+                state = order_of(key)
                 live(step, batches, key, lifecycle.expire(state, now, wait_ms))
             batches.send(step, commands)
 

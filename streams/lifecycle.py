@@ -44,10 +44,13 @@ class OrderState:
     #: updates that arrived before their order, oldest first
     pending: tuple[OrderStatusUpdate, ...] = ()
 
-    def to_bytes(self) -> bytes:
+    def to_bytes(self, order_bytes: bytes | None = None) -> bytes:
+        """``order_bytes``: ``self.order`` already encoded, if the caller has it (it was just sent)."""
+        if order_bytes is None and self.order is not None:
+            order_bytes = self.order.encode()
         return orjson.dumps(
             {
-                "order": _b64(self.order.encode()) if self.order else None,
+                "order": _b64(order_bytes) if order_bytes is not None else None,
                 "lines": {k: v.value for k, v in self.line_status.items()},
                 "pending": [_b64(u.encode()) for u in self.pending],
             }

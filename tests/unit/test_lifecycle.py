@@ -189,3 +189,12 @@ def test_any_interleaving_with_duplicates_is_forward_only_and_ends_at_the_most_a
     assert again.emit == (), "re-applying any change already seen emits nothing"
     replay_state, replay_emitted = _run(with_duplicates)
     assert replay_emitted == emitted and replay_state == state, "replaying the same input rebuilds the same state"
+
+
+def test_a_state_stored_with_the_bytes_of_its_order_already_sent_is_the_same_state() -> None:
+    step = apply(OrderState(), _push("COMPLETED", T0 + 50))
+    step = apply(step.state, _order("READY_TO_SHIP", T0 + 10))
+    state = step.state
+    assert state.order is not None and step.emit, "the order arrived: it is emitted"
+    assert state.to_bytes(state.order.encode()) == state.to_bytes()
+    assert OrderState.from_bytes(state.to_bytes(state.order.encode())) == state
