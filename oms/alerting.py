@@ -28,7 +28,7 @@ from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartit
 
 from oms.routing_ops import read_topic
 from oms.settings import Settings
-from schemas.codec import CodecError, codec
+from schemas.codec import CodecError, codec, decode_records
 from schemas.order import DeadLetter, OrderEvent
 from schemas.topics import (
     ALERT_ACTIONS,
@@ -342,19 +342,20 @@ def _take(
         if kind == "order":
             event = OrderEvent.decode(value)
             alerts = detectors.on_order(order_seen(event, at_ms, seen.first(event.order_key)))
-        elif kind == "reservation":
-            r = codec("reservation").decode(value)
-            alerts = detectors.on_reservation(
-                ReservationSeen(
-                    order_key=r["order_key"],
-                    sku=r["sku"],
-                    quantity=r["quantity"],
-                    state=r["state"],
-                    available=r["available"],
-                    warehouse=r["warehouse"],
-                    at_ms=at_ms,
+        elif kind == "reservation":  # one answer, or an inventory step's batch of them
+            alerts = []
+            for r in decode_records(value, "reservation", "reservation_batch", "decisions"):
+                alerts += detectors.on_reservation(
+                    ReservationSeen(
+                        order_key=r["order_key"],
+                        sku=r["sku"],
+                        quantity=r["quantity"],
+                        state=r["state"],
+                        available=r["available"],
+                        warehouse=r["warehouse"],
+                        at_ms=at_ms,
+                    )
                 )
-            )
         elif kind == "movement":
             m = codec("stock_movement").decode(value)
             alerts = detectors.on_movement(

@@ -130,6 +130,15 @@ def decode_any(data: bytes, names: tuple[str, ...]) -> tuple[str, dict[str, Any]
     return names[0], codec(names[0]).decode(data)  # raises the precise CodecError
 
 
+def decode_records(data: bytes, single: str, batch: str, items: str) -> list[dict[str, Any]]:
+    """A record of a topic that carries single records or batches of them: the records, in order.
+
+    ``batch`` is the schema of a batch, whose field ``items`` is an array of ``single`` records.
+    """
+    name, record = decode_any(data, (single, batch))
+    return list(record[items]) if name == batch else [record]
+
+
 @cache
 def codec(name: str) -> AvroCodec:
     """The shared codec for a schema name."""

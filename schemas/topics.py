@@ -96,10 +96,11 @@ STOCK_COMMANDS = TopicSpec(
 
 RESERVATIONS = TopicSpec(
     name="reservations.v1",
-    key="order key tenant:channel:channel_order_id (utf-8)",
-    value="Reservation: the inventory's decision on one hold (reserved, short, released, shipped, returned)",
-    value_schemas=("reservation",),
-    description="Inventory -> allocation. Co-partitioned with orders.v1.",
+    key="order key tenant:channel:channel_order_id (utf-8); a batch: a key in its partition (~answers#n)",
+    value="Reservation: the inventory's decision on one hold (reserved, short, released, shipped, returned), "
+    "or a batch of them (one inventory step's for one partition, in order)",
+    value_schemas=("reservation", "reservation_batch"),
+    description="Inventory -> the orders agent. Co-partitioned with order-changes.v1.",
 )
 
 ALLOCATIONS = TopicSpec(

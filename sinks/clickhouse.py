@@ -10,7 +10,7 @@ from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
-from schemas.codec import CodecError, codec
+from schemas.codec import CodecError, codec, decode_records
 from schemas.order import DeadLetter, OrderEvent
 from schemas.topics import ALERTS, CHANNEL_STOCK, DEAD_LETTERS, INVENTORY, ORDERS, RESERVATIONS, ROUTING
 from sinks.runner import Origin, SinkSpec, Undecodable
@@ -114,8 +114,8 @@ COLUMNS: dict[str, tuple[str, ...]] = {
         "reserved_before", "reserved_after", "available_after", "at",
     ),
     "reservations": (
-        "src_partition", "src_offset", "hold_id", "order_key", "channel", "sku", "quantity", "state", "warehouse",
-        "available", "at",
+        "src_partition", "src_offset", "src_index", "hold_id", "order_key", "channel", "sku", "quantity", "state",
+        "warehouse", "available", "at",
     ),
     "routing_decisions": (
         "decision_id", "order_key", "tenant", "channel", "market", "outcome", "rules", "decided_at", "shipments",
@@ -190,11 +190,21 @@ def ledger_fact(r: dict[str, Any], at: Origin) -> Fact:
     )  # fmt: skip
 
 
-def reservation_fact(r: dict[str, Any], at: Origin) -> Fact:
+def reservation_facts(value: bytes, at: Origin) -> list[Fact]:
+    """A reservations.v1 record: one answer, or an inventory step's batch of them (a row each)."""
+    try:
+        records = decode_records(value, "reservation", "reservation_batch", "decisions")
+    except CodecError as exc:
+        raise Undecodable(f"{at.topic} record is not a valid reservation or reservation_batch: {exc}") from exc
+    return [reservation_fact(r, at, n) for n, r in enumerate(records)]
+
+
+def reservation_fact(r: dict[str, Any], at: Origin, index: int = 0) -> Fact:
+    """``index``: the answer's place in its record (a batch holds several)."""
     return (
         "reservations",
         (
-            at.partition, at.offset, r["hold_id"], r["order_key"], _channel_of(r["order_key"]), r["sku"],
+            at.partition, at.offset, index, r["hold_id"], r["order_key"], _channel_of(r["order_key"]), r["sku"],
             r["quantity"], r["state"], r["warehouse"], r["available"], _dt(at.timestamp_ms),
         ),
     )  # fmt: skip
@@ -250,7 +260,7 @@ def facts_of(prefix: str) -> Callable[[Origin, bytes], list[Fact]]:
     handlers: dict[str, Callable[[Origin, bytes], list[Fact]]] = {
         ORDERS.full_name(prefix): lambda at, v: order_facts(decode_order(v)),
         INVENTORY.full_name(prefix): lambda at, v: [ledger_fact(_record("stock_movement", v, at.topic), at)],
-        RESERVATIONS.full_name(prefix): lambda at, v: [reservation_fact(_record("reservation", v, at.topic), at)],
+        RESERVATIONS.full_name(prefix): lambda at, v: reservation_facts(v, at),
         ROUTING.full_name(prefix): lambda at, v: [routing_fact(_record("routing_decision", v, at.topic))],
         CHANNEL_STOCK.full_name(prefix): lambda at, v: [channel_stock_fact(_record("channel_stock", v, at.topic), at)],
         DEAD_LETTERS.full_name(prefix): lambda at, v: [dead_letter_fact(_dead_letter(v))],

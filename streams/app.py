@@ -280,13 +280,16 @@ def register_orders(app: faust.App, settings: Settings, rules: RulesHolder) -> A
         try:
             changes = decode_changes(event.value) if topic == changes_name else []
             action = routing_records.decode_action(event.value) if topic == actions_name else None
-            decision = None if changes or action else stock_records.decode_decision(event.value)
+            decisions = [] if changes or action else stock_records.decode_decisions(event.value)
         except (CodecError, ValueError, TypeError) as exc:
             out.send(*_undecodable(dead, event, settings, stage, exc))
             return 0
         if topic == changes_name:  # one change, or a normalize step's batch for this partition
             return sum(change_of(out, batches, change) for change in changes)
-        return allocate(out, batches, key, decision=decision, action=action)
+        if action is not None:
+            return allocate(out, batches, key, action=action)
+        # one answer, or an inventory step's batch for this partition
+        return sum(allocate(out, batches, d.order_key.encode(), decision=d) for d in decisions)
 
     def change_of(out: Step, batches: CommandBatches, change: OrderChange) -> int:
         key = change.order_key.encode()
@@ -380,7 +383,8 @@ class Batches(Generic[T]):
     record; a key always falls in one partition, so its items keep their order. A partition with a
     single item gets a record of its own, under the item's key. Every Kafka record costs the worker
     that reads it about 250 us of faust's machinery, whatever it holds: stock commands travel this
-    way (1 record per inventory partition per step, not 1 per order line), and so do order changes.
+    way (1 record per inventory partition per step, not 1 per order line), and so do order changes and
+    reserve answers.
     """
 
     def __init__(
@@ -424,6 +428,12 @@ def command_batches(partitions: int) -> CommandBatches:
     )
 
 
+def answer_batches(partitions: int) -> Batches[inventory.Decision]:
+    """Reserve answers by the partition of their order (reservations.v1)."""
+    encode_one, encode_batch = stock_records.encode_decision, stock_records.encode_decision_batch
+    return Batches(partitions, b"~answers", lambda d: d.order_key.encode(), encode_one, encode_batch)
+
+
 def change_batches(partitions: int) -> Batches[OrderChange]:
     """Order changes by the partition of their order (order-changes.v1)."""
     return Batches(
@@ -449,8 +459,9 @@ def register_inventory(app: faust.App, settings: Settings) -> Any:
     dead = _dead_letters(app, settings)
     table = _bytes_table(app, "stock", settings)
 
-    def apply(out: Step, event: EventT[bytes]) -> int:
-        """One record: a stock command, a batch of them, or an adjustment; moves and answers into ``out``."""
+    def apply(out: Step, replies: Batches[inventory.Decision], event: EventT[bytes]) -> int:
+        """One record: a stock command, a batch of them, or an adjustment; moves into ``out``, answers into
+        ``replies`` (sent once per step, a record per partition of reservations.v1)."""
         items: list[allocation.StockCommand | StockAdjustment]
         try:
             if event.message.topic == commands_name:
@@ -461,11 +472,15 @@ def register_inventory(app: faust.App, settings: Settings) -> Any:
             out.send(*_undecodable(dead, event, settings, "inventory", exc))
             return 0
         if len(items) == 1:
-            return apply_one(out, event, items[0], None)
-        return sum(apply_one(out, event, item, n) for n, item in enumerate(items))
+            return apply_one(out, replies, event, items[0], None)
+        return sum(apply_one(out, replies, event, item, n) for n, item in enumerate(items))
 
     def apply_one(
-        out: Step, event: EventT[bytes], item: allocation.StockCommand | StockAdjustment, n: int | None
+        out: Step,
+        replies: Batches[inventory.Decision],
+        event: EventT[bytes],
+        item: allocation.StockCommand | StockAdjustment,
+        n: int | None,
     ) -> int:
         """One command or adjustment (``n``: its place in a batch record) against its SKU's stock."""
         key = item.sku.encode()
@@ -485,8 +500,7 @@ def register_inventory(app: faust.App, settings: Settings) -> Any:
         for move in moves:
             out.send(ledger, key, stock_records.encode_movement(move))
         if decision is not None:
-            order = decision.hold_id.rsplit("|", 1)[0]
-            out.send(answers, order.encode(), stock_records.encode_decision(decision))
+            replies.add(decision)
         table.store(key, stock, inventory.SkuStock.to_bytes)
         return len(moves)
 
@@ -495,7 +509,9 @@ def register_inventory(app: faust.App, settings: Settings) -> Any:
     async def inventory_agent(stream: StreamT[bytes]) -> AsyncIterator[int]:
         async for batch in _steps(stream, settings):
             async with Step(table, events=batch, order=in_order) as step:
-                moved = sum(apply(step, event) for event in step.events)
+                replies = answer_batches(settings.partitions)
+                moved = sum(apply(step, replies, event) for event in step.events)
+                replies.send(step, answers)
             yield moved
 
     return app.agent(source, name="inventory")(inventory_agent)

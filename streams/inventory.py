@@ -92,6 +92,11 @@ class Decision:
     warehouse: str | None
     available: int
 
+    @property
+    def order_key(self) -> str:
+        """The order the hold belongs to (hold ids are ``order_key|line_id``)."""
+        return self.hold_id.rsplit("|", 1)[0]
+
 
 @dataclass
 class SkuStock:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from schemas.codec import codec, decode_any
+from schemas.codec import codec, decode_records
 from streams.allocation import Allocation, StockCommand, Verb
 from streams.inventory import Decision, HoldState, Movement
 
@@ -37,10 +37,7 @@ def encode_command_batch(commands: list[StockCommand]) -> bytes:
 
 def decode_commands(data: bytes) -> list[StockCommand]:
     """A stock-commands.v1 record: one command, or a batch of them in order."""
-    name, record = decode_any(data, ("stock_command", "stock_command_batch"))
-    if name == "stock_command_batch":
-        return [_command(r) for r in record["commands"]]
-    return [_command(record)]
+    return [_command(r) for r in decode_records(data, "stock_command", "stock_command_batch", "commands")]
 
 
 def _command(r: dict[str, Any]) -> StockCommand:
@@ -56,7 +53,7 @@ def encode_decision(decision: Decision) -> bytes:
 def _decision_record(decision: Decision) -> dict[str, Any]:
     return {
         "hold_id": decision.hold_id,
-        "order_key": decision.hold_id.rsplit("|", 1)[0],
+        "order_key": decision.order_key,
         "sku": decision.sku,
         "quantity": decision.quantity,
         "state": decision.state.value,
@@ -67,6 +64,16 @@ def _decision_record(decision: Decision) -> dict[str, Any]:
 
 def decode_decision(data: bytes) -> Decision:
     return _decision(codec("reservation").decode(data))
+
+
+def encode_decision_batch(decisions: list[Decision]) -> bytes:
+    """Several answers (all for orders of one reservations.v1 partition) as one record, in order."""
+    return codec("reservation_batch").encode({"decisions": [_decision_record(d) for d in decisions]})
+
+
+def decode_decisions(data: bytes) -> list[Decision]:
+    """A reservations.v1 record's answers, in order: one, or an inventory step's batch for a partition."""
+    return [_decision(r) for r in decode_records(data, "reservation", "reservation_batch", "decisions")]
 
 
 def _decision(r: dict[str, Any]) -> Decision:

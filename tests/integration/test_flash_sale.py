@@ -229,7 +229,7 @@ def _why_missing(settings: Settings, missing: set[str]) -> str:
 def _why_undecided(settings: Settings, undecided: set[str], orders: dict[str, Any]) -> str:
     """What each undecided order went through, for the failure message."""
     from schemas.topics import RESERVATIONS, STOCK_COMMANDS
-    from streams.stock_records import decode_commands, decode_decision
+    from streams.stock_records import decode_commands, decode_decisions
 
     prefix = settings.topic_prefix
     history = [
@@ -240,7 +240,7 @@ def _why_undecided(settings: Settings, undecided: set[str], orders: dict[str, An
     answers = [
         d
         for m in read_topic(settings, RESERVATIONS.full_name(prefix), lambda ms: False, 10)
-        for d in [decode_decision(m.value())]
+        for d in decode_decisions(m.value())
         if d.hold_id.rsplit("|", 1)[0] in undecided
     ]
     asked = [

@@ -31,3 +31,25 @@ def test_order_row_carries_units_skus_and_the_raw_position() -> None:
     assert (row["units"], row["line_count"], row["skus"]) == (3, 2, ["EARBUD-PRO-BLK", "CABLE-USBC-1M"])
     assert (row["raw_topic"], row["raw_partition"], row["raw_offset"]) == ("raw.orders.shopee", 1, 7)
     assert row["created_at"].tzinfo is not None
+
+
+def test_a_batch_of_reserve_answers_is_a_row_each_told_apart_by_its_place_in_the_record() -> None:
+    from sinks.clickhouse import COLUMNS, reservation_facts
+    from sinks.runner import Origin
+    from streams.inventory import Decision, HoldState
+    from streams.stock_records import encode_decision, encode_decision_batch
+
+    answers = [
+        Decision("t1:shopee:1|0", "SKU-A", 2, HoldState.RESERVED, "WH-1", 5),
+        Decision("t1:lazada:2|0", "SKU-B", 1, HoldState.SHORT, None, 0),
+    ]
+    at = Origin("reservations.v1", 3, 41, 1_795_824_100_000)
+    rows = [dict(zip(COLUMNS[table], row, strict=True)) for table, row in reservation_facts(
+        encode_decision_batch(answers), at)]  # fmt: skip
+    assert [(r["src_partition"], r["src_offset"], r["src_index"]) for r in rows] == [(3, 41, 0), (3, 41, 1)]
+    assert [(r["hold_id"], r["channel"], r["state"]) for r in rows] == [
+        ("t1:shopee:1|0", "shopee", "reserved"),
+        ("t1:lazada:2|0", "lazada", "short"),
+    ]
+    single = [dict(zip(COLUMNS[t], row, strict=True)) for t, row in reservation_facts(encode_decision(answers[1]), at)]
+    assert [(r["src_index"], r["hold_id"]) for r in single] == [(0, "t1:lazada:2|0")]

@@ -109,3 +109,29 @@ def test_order_changes_are_batched_by_the_partition_of_their_order_and_a_lone_ch
     batches.add(changes[0])
     batches.send(Out(), "order-changes.v1")  # type: ignore[arg-type]
     assert sent == [(b"t:pos:0", changes[0].encode())], "a lone change is a record of its own, as before"
+
+
+def test_reserve_answers_are_batched_by_the_partition_of_their_order_and_decode_in_order() -> None:
+    from streams.app import answer_batches, key_partition
+    from streams.stock_records import decode_decisions
+
+    sent: list[tuple[bytes, bytes]] = []
+
+    class Out:
+        def send(self, topic: object, key: bytes, value: bytes) -> None:
+            sent.append((key, value))
+
+    answers = [Decision(f"t:pos:{i % 9}|{i}", f"SKU-{i % 4}", 1, HoldState.RESERVED, "WH-1", i) for i in range(30)]
+    batches = answer_batches(4)
+    for answer in answers:
+        batches.add(answer)
+    batches.send(Out(), "reservations.v1")  # type: ignore[arg-type]
+    assert 1 < len(sent) <= 4
+    seen: list[Decision] = []
+    for key, value in sent:
+        decoded = decode_decisions(value)
+        assert {key_partition(d.order_key.encode(), 4) for d in decoded} == {key_partition(key, 4)}
+        seen += decoded
+    for order in {d.order_key for d in answers}:  # each order's answers in the order they were decided
+        assert [d for d in seen if d.order_key == order] == [d for d in answers if d.order_key == order]
+    assert decode_decisions(encode_decision(DECISIONS[1])) == [DECISIONS[1]]
