@@ -108,7 +108,9 @@ class AvroCodec:
                 "written by a newer producer? upgrade this reader"
             )
         try:
-            record = schemaless_reader(io.BytesIO(data[HEADER_LEN:]), writer.parsed, self.writer.parsed)
+            # same schema: no resolution (fastavro would compare the two schemas on every record)
+            reader = None if writer is self.writer else self.writer.parsed
+            record = schemaless_reader(io.BytesIO(data[HEADER_LEN:]), writer.parsed, reader)
         except Exception as exc:  # fastavro raises a mix of EOFError, ValueError, SchemaResolutionError
             raise CodecError(f"corrupt {writer.label} body: {exc}") from exc
         if not isinstance(record, dict):
