@@ -179,7 +179,7 @@ def register_orders(app: faust.App, settings: Settings, rules: RulesHolder) -> A
     table = _bytes_table(app, "allocations", settings)
     deadlines = _bytes_table(app, "hold-deadlines", settings)  # unpaid orders: order key -> expiry ms
     loads = _bytes_table(app, "routing-workload", settings)  # per partition: orders per node, hour and day
-    tables = (table, deadlines, loads)  # a step writes these first, then ``lifecycle`` (see Step)
+    tables = (table, deadlines, loads)  # a step writes these first, then ``lifecycle_tables`` (see Step)
     lifecycle_tables = (order_state, waiting)
     lock = asyncio.Lock()  # the agent and the timers never interleave a read and write of one order
 
