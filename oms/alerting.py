@@ -28,8 +28,8 @@ from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartit
 
 from oms.routing_ops import read_topic
 from oms.settings import Settings
-from schemas.codec import CodecError, codec, decode_records
-from schemas.order import DeadLetter, OrderEvent
+from schemas.codec import CodecError, codec
+from schemas.order import DeadLetter, OrderEvent, reservation_records
 from schemas.topics import (
     ALERT_ACTIONS,
     ALERTS,
@@ -344,7 +344,7 @@ def _take(
             alerts = detectors.on_order(order_seen(event, at_ms, seen.first(event.order_key)))
         elif kind == "reservation":  # one answer, or an inventory step's batch of them
             alerts = []
-            for r in decode_records(value, "reservation", "reservation_batch", "decisions"):
+            for r in reservation_records(value):
                 alerts += detectors.on_reservation(
                     ReservationSeen(
                         order_key=r["order_key"],

@@ -13,7 +13,7 @@ from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from schemas.codec import codec, decode_any
+from schemas.codec import codec, decode_any, decode_records
 
 
 class Market(enum.StrEnum):
@@ -305,6 +305,12 @@ def decode_changes(data: bytes) -> list[OrderChange]:
 
 def _change(name: str, record: dict[str, Any]) -> OrderChange:
     return OrderEvent.from_avro(record) if name == "order_event" else OrderStatusUpdate.model_validate(record)
+
+
+def reservation_records(data: bytes) -> list[dict[str, Any]]:
+    """A reservations.v1 record's answers as Avro records, in order: one (``reservation``), or an
+    inventory step's batch for one partition (``reservation_batch``). Raises CodecError."""
+    return decode_records(data, "reservation", "reservation_batch", "decisions")
 
 
 def encode_change_batch(changes: list[bytes]) -> bytes:

@@ -10,8 +10,8 @@ from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
-from schemas.codec import CodecError, codec, decode_records
-from schemas.order import DeadLetter, OrderEvent
+from schemas.codec import CodecError, codec
+from schemas.order import DeadLetter, OrderEvent, reservation_records
 from schemas.topics import ALERTS, CHANNEL_STOCK, DEAD_LETTERS, INVENTORY, ORDERS, RESERVATIONS, ROUTING
 from sinks.runner import Origin, SinkSpec, Undecodable
 
@@ -193,7 +193,7 @@ def ledger_fact(r: dict[str, Any], at: Origin) -> Fact:
 def reservation_facts(value: bytes, at: Origin) -> list[Fact]:
     """A reservations.v1 record: one answer, or an inventory step's batch of them (a row each)."""
     try:
-        records = decode_records(value, "reservation", "reservation_batch", "decisions")
+        records = reservation_records(value)
     except CodecError as exc:
         raise Undecodable(f"{at.topic} record is not a valid reservation or reservation_batch: {exc}") from exc
     return [reservation_fact(r, at, n) for n, r in enumerate(records)]

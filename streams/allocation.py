@@ -36,7 +36,7 @@ import orjson
 
 from schemas.order import OrderEvent, OrderLine, OrderStatus
 from streams.bundles import Bundles
-from streams.inventory import Decision, HoldState
+from streams.inventory import Decision, HoldState, order_key_of
 
 #: statuses after the parcel left the warehouse (a return came back from a shipment)
 SHIPPED = frozenset({OrderStatus.SHIPPED, OrderStatus.DELIVERED, OrderStatus.COMPLETED, OrderStatus.RETURNED})
@@ -82,7 +82,7 @@ class StockCommand:
 
     @property
     def order_key(self) -> str:
-        return self.hold_id.rsplit("|", 1)[0]
+        return order_key_of(self.hold_id)
 
 
 @dataclass

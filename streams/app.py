@@ -192,13 +192,13 @@ def register_orders(app: faust.App, settings: Settings, rules: RulesHolder) -> A
             waiting.delete(key)
         else:
             waiting.set(key, str(oldest).encode())
-        sent, encoded = 0, {}
+        sent, raw = 0, None
         for order in change.emit:
-            encoded[id(order)] = raw = order.encode()
+            raw = order.encode()
             out.send(orders, key, raw)
             sent += allocate(out, batches, key, order=order)
-        # stored decoded, encoded once when the step commits (reusing the bytes just sent)
-        known = encoded.get(id(change.state.order))
+        # stored decoded, encoded once when the step commits (with the bytes just sent, if its order)
+        known = raw if change.emit and change.emit[-1] is change.state.order else None
         order_state.store(key, change.state, lambda state: state.to_bytes(known))
         return sent
 
@@ -276,19 +276,21 @@ def register_orders(app: faust.App, settings: Settings, rules: RulesHolder) -> A
         """One input record of the agent: its outputs and commands into ``out``; the commands counted."""
         key = event.key if isinstance(event.key, bytes) else b""
         topic = event.message.topic
-        stage = lifecycle.STAGE if topic == changes_name else "allocation"
         try:
-            changes = decode_changes(event.value) if topic == changes_name else []
-            action = routing_records.decode_action(event.value) if topic == actions_name else None
-            decisions = [] if changes or action else stock_records.decode_decisions(event.value)
+            if topic == changes_name:  # one change, or a normalize step's batch for this partition
+                changes = decode_changes(event.value)
+            elif topic == actions_name:
+                action = routing_records.decode_action(event.value)
+            else:  # one reserve answer, or an inventory step's batch for this partition
+                decisions = stock_records.decode_decisions(event.value)
         except (CodecError, ValueError, TypeError) as exc:
+            stage = lifecycle.STAGE if topic == changes_name else "allocation"
             out.send(*_undecodable(dead, event, settings, stage, exc))
             return 0
-        if topic == changes_name:  # one change, or a normalize step's batch for this partition
+        if topic == changes_name:
             return sum(change_of(out, batches, change) for change in changes)
-        if action is not None:
+        if topic == actions_name:
             return allocate(out, batches, key, action=action)
-        # one answer, or an inventory step's batch for this partition
         return sum(allocate(out, batches, d.order_key.encode(), decision=d) for d in decisions)
 
     def change_of(out: Step, batches: CommandBatches, change: OrderChange) -> int:

@@ -94,8 +94,12 @@ class Decision:
 
     @property
     def order_key(self) -> str:
-        """The order the hold belongs to (hold ids are ``order_key|line_id``)."""
-        return self.hold_id.rsplit("|", 1)[0]
+        return order_key_of(self.hold_id)
+
+
+def order_key_of(hold_id: str) -> str:
+    """The order a hold belongs to: hold ids are ``order_key|line_id`` (a bundle's: ``...#component``)."""
+    return hold_id.rsplit("|", 1)[0]
 
 
 @dataclass

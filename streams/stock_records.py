@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from schemas.codec import codec, decode_records
+from schemas.order import reservation_records
 from streams.allocation import Allocation, StockCommand, Verb
 from streams.inventory import Decision, HoldState, Movement
 
@@ -73,7 +74,7 @@ def encode_decision_batch(decisions: list[Decision]) -> bytes:
 
 def decode_decisions(data: bytes) -> list[Decision]:
     """A reservations.v1 record's answers, in order: one, or an inventory step's batch for a partition."""
-    return [_decision(r) for r in decode_records(data, "reservation", "reservation_batch", "decisions")]
+    return [_decision(r) for r in reservation_records(data)]
 
 
 def _decision(r: dict[str, Any]) -> Decision:
