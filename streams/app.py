@@ -10,6 +10,7 @@ stable event ids; one awaited round trip and one changelog write per key per ste
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import time
@@ -203,6 +204,7 @@ def register_orders(app: faust.App, settings: Settings, rules: RulesHolder) -> A
     tables = (table, deadlines, loads)  # a step writes these first, then ``lifecycle_tables`` (see Step)
     lifecycle_tables = (order_state, waiting)
     lock = asyncio.Lock()  # the agent and the timers never interleave a read and write of one order
+    timers = TableTimers(app, lock)
 
     def live(out: Step, batches: CommandBatches, key: bytes, change: lifecycle.Step) -> int:
         """A lifecycle step's outputs and state; each canonical state it emits then allocated."""
@@ -336,7 +338,12 @@ def register_orders(app: faust.App, settings: Settings, rules: RulesHolder) -> A
         """Status updates whose order never came within OMS_PENDING_UPDATE_WAIT_S: dead letters."""
         now = _now_ms()
         wait_ms = int(settings.pending_update_wait_s * 1000)
-        async with lock, Step(*tables, upstream=lifecycle_tables) as step:
+        async with timers.turn() as may_act:
+            if may_act:
+                await pending_step(now, wait_ms)
+
+    async def pending_step(now: int, wait_ms: int) -> None:
+        async with Step(*tables, upstream=lifecycle_tables) as step:
             batches = command_batches(settings.partitions)
             due = [key for key, oldest in waiting.active_items(app, changes_name) if now - int(oldest) >= wait_ms]
             for key in due:
@@ -346,8 +353,13 @@ def register_orders(app: faust.App, settings: Settings, rules: RulesHolder) -> A
 
     async def expire_unpaid() -> None:
         wall = _now_ms()
+        async with timers.turn() as may_act:
+            if may_act:
+                await unpaid_step(wall)
+
+    async def unpaid_step(wall: int) -> None:
         clocks: dict[int, int] = {}  # per partition of order-changes.v1: applied up to when (InOrder.clock_ms)
-        async with lock, Step(*tables, upstream=lifecycle_tables) as step:
+        async with Step(*tables, upstream=lifecycle_tables) as step:
             batches = command_batches(settings.partitions)
             for key, deadline in deadlines.active_items(app, changes_name):
                 # not before the order's partition of order-changes.v1 is applied up to the deadline: a
@@ -373,6 +385,35 @@ def register_orders(app: faust.App, settings: Settings, rules: RulesHolder) -> A
     app.timer(settings.pending_check_s, name="expire-pending-updates")(expire_pending)
     app.timer(settings.hold_check_s, name="expire-unpaid-holds")(expire_unpaid)
     return app.agent(source, name="orders")(orders_agent)
+
+
+class TableTimers:
+    """When a timer may act on an agent's tables: not while a rebalance (and the restore that follows it)
+    is under way, and a rebalance waits for a timer's step in flight to end before the partitions move.
+
+    Both were seen together in a 2-worker kill -9 flash sale, which oversold 1-3 units of six SKUs: the
+    unpaid-hold timer ran while its worker was restoring newly assigned partitions from their changelogs.
+    It expired orders on states that were not yet fully restored and sent their releases; the restore
+    then put back the older states over the timer's, so the allocations kept holds the stock had
+    already released. faust waits for the agents' events before it revokes partitions, not for timers:
+    ``turn`` takes the agent's lock and says whether the timer may act now, and on every revoke the
+    lock is taken once, so a timer's step ends with its outputs and changelog writes acknowledged
+    before another worker can restore those partitions.
+    """
+
+    def __init__(self, app: faust.App, lock: asyncio.Lock) -> None:
+        self.app, self.lock = app, lock
+        app.on_partitions_revoked.connect(self._on_revoked)
+
+    async def _on_revoked(self, sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
+        async with self.lock:
+            pass  # a timer's step in flight has ended
+
+    @contextlib.asynccontextmanager
+    async def turn(self) -> AsyncIterator[bool]:
+        """The lock, and True unless a rebalance or a restore is under way (the timer skips a beat)."""
+        async with self.lock:
+            yield not self.app.rebalancing
 
 
 _PARTITION_KEYS: dict[tuple[bytes, int, int], bytes] = {}

@@ -1,0 +1,64 @@
+"""TableTimers: a timer never acts on tables while a rebalance or restore is under way, and a revoke
+waits for a timer's step in flight (a 2-worker kill -9 flash sale oversold without both)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+import pytest
+
+from oms.settings import Settings
+from streams.app import TableTimers, create_app
+
+
+@pytest.fixture(autouse=True)
+def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for name in [n for n in os.environ if n.startswith("OMS_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+
+
+def test_a_timer_may_act_only_when_no_rebalance_is_under_way() -> None:
+    async def turns() -> list[bool]:
+        app = create_app(Settings())
+        timers = TableTimers(app, asyncio.Lock())
+        seen = []
+        for rebalancing in (False, True, False):
+            app.rebalancing = rebalancing
+            async with timers.turn() as may_act:
+                seen.append(may_act)
+        return seen
+
+    assert asyncio.run(turns()) == [True, False, True]
+
+
+def test_a_revoke_waits_until_the_timer_step_in_flight_has_ended() -> None:
+    async def scenario() -> list[str]:
+        app = create_app(Settings())
+        timers = TableTimers(app, asyncio.Lock())
+        events: list[str] = []
+        in_step, finish = asyncio.Event(), asyncio.Event()
+
+        async def timer_step() -> None:
+            async with timers.turn() as may_act:
+                assert may_act
+                in_step.set()
+                await finish.wait()  # the step awaits Kafka's acks for its outputs and changelog writes
+                events.append("timer step ended")
+
+        async def revoke() -> None:
+            await app.on_partitions_revoked.send(set())
+            events.append("revoke done")
+
+        step = asyncio.create_task(timer_step())
+        await asyncio.wait_for(in_step.wait(), 5)
+        revoking = asyncio.create_task(revoke())
+        done, _ = await asyncio.wait({revoking}, timeout=0.3)
+        assert not done, "the revoke went ahead while a timer's step was in flight"
+        finish.set()
+        await asyncio.wait_for(asyncio.gather(step, revoking), 5)
+        return events
+
+    assert asyncio.run(scenario()) == ["timer step ended", "revoke done"]
