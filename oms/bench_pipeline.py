@@ -57,7 +57,6 @@ from schemas.order import Market, order_key
 from schemas.topics import RAW_ORDERS
 from sinks.clickhouse import migrate
 from streams.app import group_id, source_topics
-from streams.normalizer import group_id as normalize_group
 from streams.routing_rules import load_rules
 
 log = logging.getLogger(__name__)
@@ -326,9 +325,6 @@ def _run(
     try:
         with running_sinks(settings, client) as sinks:
             lag_consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": group_id(settings)})
-            raw_lag_consumer = Consumer(  # the normalize stage's group reads the raw topics
-                {"bootstrap.servers": settings.kafka_bootstrap, "group.id": normalize_group(settings)}
-            )
             parts = _partitions(settings, lag_consumer)
             raw_parts = _partitions(
                 settings, lag_consumer, [spec.full_name(settings.topic_prefix) for spec in RAW_ORDERS]
@@ -355,7 +351,7 @@ def _run(
                     decided = int(str(client.command("SELECT uniqExact(order_key) FROM routing_decisions")))
                     samples.append(
                         Sample(time.monotonic() - began, _written(lag_consumer, raw_parts), decided,
-                               _lag(lag_consumer, parts) + _lag(raw_lag_consumer, raw_parts), cpu, rss)
+                               _lag(lag_consumer, parts), cpu, rss)
                     )  # fmt: skip
 
             sampling = threading.Thread(target=sampler, name="bench-sampler", daemon=True)
@@ -390,7 +386,6 @@ def _run(
             sampling.join(10)
             records = records_per_topic(settings)
             lag_consumer.close()
-            raw_lag_consumer.close()
             latencies = _latencies(client)
             latency_series = _latency_series(client, load_began_wall)
             if sinks.errors:

@@ -15,7 +15,7 @@ import dataclasses
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
-from typing import Any, Generic, Protocol, TypeVar, cast
+from typing import Any, Generic, TypeVar, cast
 
 import faust
 from aiokafka.partitioner import murmur2
@@ -28,7 +28,7 @@ from schemas.order import DeadLetter, OrderChange, OrderEvent, StockAdjustment, 
 from streams import allocation, inventory, lifecycle, routing, routing_records, routing_state, safe_ack, stock_records
 from streams.adapters.base import RawInput
 from streams.codecs import register_codecs
-from streams.normalize import dead_letter
+from streams.normalize import dead_letter, normalize
 from streams.routing_rules import RulesHolder
 from streams.routing_state import request_of_order
 
@@ -74,7 +74,7 @@ def _reload(rules: RulesHolder) -> Any:
 
 def source_topics(settings: Settings) -> list[str]:
     """Every topic the worker's agents consume (its consumer group's offsets), prefixed."""
-    specs = [topics.ORDER_CHANGES, topics.RESERVATIONS]  # the raw topics: streams/normalizer.py
+    specs = [*topics.RAW_ORDERS, topics.ORDER_CHANGES, topics.RESERVATIONS]
     specs += [topics.STOCK_COMMANDS, topics.STOCK_ADJUSTMENTS, topics.HOLD_ACTIONS]
     return [spec.full_name(settings.topic_prefix) for spec in specs]
 
@@ -91,42 +91,18 @@ def raw_input_of(event: EventT[bytes], prefix: str) -> RawInput:
 
 def raw_input_of_message(msg: Any, prefix: str) -> RawInput:
     """A faust message (topic, partition, offset, key, value, headers, timestamp) as a RawInput."""
-    return raw_input(
-        prefix,
+    headers = _headers(msg.headers)
+    received = headers.get("received_at")
+    ingest_ms = int(received) if received is not None and received.isdigit() else int(msg.timestamp * 1000)
+    return RawInput(
+        channel=topics.channel_of_raw_topic(msg.topic, prefix) or "unknown",
+        value=msg.value if isinstance(msg.value, bytes) else bytes(msg.value or b""),
         topic=msg.topic,
         partition=msg.partition,
         offset=msg.offset,
-        key=msg.key,
-        value=msg.value,
-        headers=msg.headers,
-        timestamp_ms=int(msg.timestamp * 1000),
-    )
-
-
-def raw_input(
-    prefix: str,
-    *,
-    topic: str,
-    partition: int,
-    offset: int,
-    key: Any,
-    value: Any,
-    headers: Mapping[str, bytes] | Iterable[tuple[str, bytes]] | None,
-    timestamp_ms: int,
-) -> RawInput:
-    """A raw record as a RawInput: channel from its topic; ingest time from the connector's
-    ``received_at`` header, else the record's Kafka timestamp."""
-    found = _headers(headers)
-    received = found.get("received_at")
-    return RawInput(
-        channel=topics.channel_of_raw_topic(topic, prefix) or "unknown",
-        value=value if isinstance(value, bytes) else bytes(value or b""),
-        topic=topic,
-        partition=partition,
-        offset=offset,
-        ingest_ms=int(received) if received is not None and received.isdigit() else timestamp_ms,
-        key=key if isinstance(key, bytes) else None,
-        headers=found,
+        ingest_ms=ingest_ms,
+        key=msg.key if isinstance(msg.key, bytes) else None,
+        headers=headers,
     )
 
 
@@ -138,33 +114,36 @@ def _headers(raw: Mapping[str, bytes] | Iterable[tuple[str, bytes]] | None) -> d
 
 
 def register_normalize(app: faust.App, settings: Settings) -> Any:
-    """raw.orders.<channel> -> order-changes.v1 (keyed by order), or dead-letters.v1 with a reason.
+    """raw.orders.<channel> -> order-changes.v1 (keyed by order), or dead-letters.v1 with a reason."""
+    prefix = settings.topic_prefix
+    raw_topic = app.topic(
+        *[spec.full_name(prefix) for spec in topics.RAW_ORDERS],
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+    )
+    changes = _raw_topic(app, topics.ORDER_CHANGES.full_name(prefix))
+    dead = _dead_letters(app, settings)
 
-    Not a faust agent: the stage runs on a plain confluent-kafka consumer in a thread of the worker
-    (streams/normalizer.py says why), started once the worker is ready and stopped with it.
-    """
-    from mode import Service
+    in_order = safe_ack.in_order(app, "normalize")  # each partition's records applied once, in offset order
 
-    from streams.normalizer import Normalizer
+    async def normalize_agent(stream: StreamT[bytes]) -> AsyncIterator[int]:
+        async for batch in _steps(stream, settings):
+            sent = 0
+            async with Step(events=batch, order=in_order) as step:
+                out = change_batches(settings.partitions)
+                for event in step.events:
+                    outcome = normalize(raw_input_of(event, prefix), settings.tenant)
+                    for change in outcome.events:
+                        out.add(change)
+                    if outcome.dead_letter is not None:
+                        step.send(*_dead_out(dead, outcome.dead_letter))
+                    sent += len(outcome.events)
+                out.send(step, changes)
+            yield sent
 
-    @app.service
-    class NormalizeStage(Service):
-        normalizer: Normalizer | None = None
-
-        async def on_start(self) -> None:
-            loop = asyncio.get_running_loop()
-
-            def fatal(exc: BaseException) -> None:  # from the stage's thread: the worker crashes with it
-                loop.call_soon_threadsafe(lambda: loop.create_task(app.crash(exc)))
-
-            self.normalizer = Normalizer(settings, fatal)
-            self.normalizer.start()
-
-        async def on_stop(self) -> None:
-            if self.normalizer is not None:
-                await asyncio.get_running_loop().run_in_executor(None, self.normalizer.stop)
-
-    return NormalizeStage
+    return app.agent(raw_topic, name="normalize")(normalize_agent)
 
 
 def register_orders(app: faust.App, settings: Settings, rules: RulesHolder) -> Any:
@@ -440,12 +419,6 @@ def partition_key(stem: bytes, partition: int, partitions: int) -> bytes:
     return found
 
 
-class Sender(Protocol):
-    """Where a step's records go: a ``Step``, or the normalize stage's list."""
-
-    def send(self, topic: Any, key: bytes, value: bytes) -> None: ...
-
-
 class Batches(Generic[T]):
     """A step's records for one topic grouped by the partition of their key: one record per partition.
 
@@ -473,7 +446,7 @@ class Batches(Generic[T]):
         key = self.key_of(item)
         self.by_partition.setdefault(key_partition(key, self.partitions), []).append((key, item))
 
-    def send(self, out: Sender, topic: Any) -> None:
+    def send(self, out: Step, topic: Any) -> None:
         """One record per partition into ``out``; then empty."""
         for part, items in sorted(self.by_partition.items()):
             if len(items) == 1:

@@ -195,7 +195,6 @@ def _why_missing(settings: Settings, missing: set[str]) -> str:
     from schemas.order import decode_changes
     from schemas.topics import ORDER_CHANGES, RAW_ORDERS
     from streams.app import group_id
-    from streams.normalizer import group_id as normalize_group
 
     prefix = settings.topic_prefix
     ids = {key.split(":", 2)[2].encode(): key for key in missing}
@@ -213,17 +212,13 @@ def _why_missing(settings: Settings, missing: set[str]) -> str:
         for change in decode_changes(m.value())
         if change.order_key in missing
     ]
-    offsets: dict[str, int] = {}
-    for name, wanted in [
-        (normalize_group(settings), {(t, p) for _, t, p, _ in raw}),
-        (group_id(settings), {(changes_topic, p) for _, p, _ in changes}),
-    ]:
-        group = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": name})
-        try:
-            committed = group.committed([TopicPartition(t, p) for t, p in sorted(wanted)], timeout=10)
-            offsets.update({f"{tp.topic}[{tp.partition}]": tp.offset for tp in committed})
-        finally:
-            group.close()
+    group = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": group_id(settings)})
+    try:
+        wanted = {(t, p) for _, t, p, _ in raw} | {(changes_topic, p) for _, p, _ in changes}
+        committed = group.committed([TopicPartition(t, p) for t, p in sorted(wanted)], timeout=10)
+        offsets = {f"{tp.topic}[{tp.partition}]": tp.offset for tp in committed}
+    finally:
+        group.close()
     return (
         f"{len(missing)} orders never reached orders.v1: {sorted(missing)[:5]}\n"
         f"raw records (key, topic, partition, offset): {raw[:10]}\n"
