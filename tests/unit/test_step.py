@@ -8,8 +8,6 @@ the tests see the order in which they would reach Kafka.
 from __future__ import annotations
 
 import asyncio
-import os
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 from unittest import mock
@@ -20,12 +18,7 @@ from faust.topics import Topic
 from oms.settings import Settings
 from streams.app import KeyedTable, Step, create_app
 
-
-@pytest.fixture(autouse=True)
-def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for name in [n for n in os.environ if n.startswith("OMS_")]:
-        monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
+pytestmark = pytest.mark.usefixtures("clean_env")
 
 
 class Journal:

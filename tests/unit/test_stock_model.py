@@ -17,41 +17,18 @@ from sinks.runner import SinkSpec, SinkStats, Undecodable, _take
 from sinks.stock_model import StockModel, StockRow, decode_movement, stock_sink
 from streams.inventory import Movement
 from streams.stock_records import encode_movement
+from tests.unit.fakes import FakeMessage
 
 
-class _Message:
-    """Just enough of confluent_kafka.Message for the runner's _take."""
-
-    def __init__(self, value: bytes, partition: int, offset: int, topic: str = "inventory.v1") -> None:
-        self._value, self._partition, self._offset, self._topic = value, partition, offset, topic
-
-    def error(self) -> None:
-        return None
-
-    def topic(self) -> str:
-        return self._topic
-
-    def partition(self) -> int:
-        return self._partition
-
-    def offset(self) -> int:
-        return self._offset
-
-    def value(self) -> bytes:
-        return self._value
-
-    def key(self) -> bytes:
-        return b"SKU-1"
-
-    def headers(self) -> list[Any]:
-        return []
+def _message(value: bytes, partition: int, offset: int) -> FakeMessage:
+    return FakeMessage(value, partition, offset, topic="inventory.v1", key=b"SKU-1")
 
 
 def _ledger(sku: str = "SKU-1", warehouse: str = "WH-1", on_hand: int = 10, reserved: int = 3) -> bytes:
     return encode_movement(Movement(sku, warehouse, "reserve", "hold-1", (on_hand, on_hand), (0, reserved)))
 
 
-def _take_all(spec: SinkSpec[Any], messages: list[_Message]) -> list[Any]:
+def _take_all(spec: SinkSpec[Any], messages: list[FakeMessage]) -> list[Any]:
     sink: BatchingSink[Any] = BatchingSink(writer=lambda rows: None, committer=lambda offsets: None)
     for msg in messages:
         _take(msg, spec, sink, None, Settings(), "dead-letters.v1", SinkStats())  # type: ignore[arg-type]
@@ -69,10 +46,10 @@ def test_a_ledger_record_decodes_to_the_row_it_leaves_behind_and_garbage_is_unde
 
 def test_the_runner_stamps_rows_with_partition_and_offset_only_for_sinks_that_ask() -> None:
     model = StockModel(redis.Redis.from_url("redis://127.0.0.1:1/0"))  # never connects here
-    stamped = _take_all(stock_sink(model, "inventory.v1"), [_Message(_ledger(), 3, 17), _Message(_ledger(), 3, 18)])
+    stamped = _take_all(stock_sink(model, "inventory.v1"), [_message(_ledger(), 3, 17), _message(_ledger(), 3, 18)])
     assert [(r.partition, r.offset) for r in stamped] == [(3, 17), (3, 18)]
     plain = SinkSpec[bytes](name="plain", topic="t", to_row=lambda value: value, write=lambda rows: None)
-    assert _take_all(plain, [_Message(b"abc", 0, 5)]) == [b"abc"], "sinks without locate get to_row's row as before"
+    assert _take_all(plain, [_message(b"abc", 0, 5)]) == [b"abc"], "sinks without locate get to_row's row as before"
 
 
 def test_the_model_refuses_a_row_without_its_ledger_position() -> None:

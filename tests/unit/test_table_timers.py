@@ -4,20 +4,13 @@ waits for a timer's step in flight (a 2-worker kill -9 flash sale oversold witho
 from __future__ import annotations
 
 import asyncio
-import os
-from pathlib import Path
 
 import pytest
 
 from oms.settings import Settings
 from streams.app import TableTimers, create_app
 
-
-@pytest.fixture(autouse=True)
-def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for name in [n for n in os.environ if n.startswith("OMS_")]:
-        monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
+pytestmark = pytest.mark.usefixtures("clean_env")
 
 
 def test_a_timer_may_act_only_when_no_rebalance_is_under_way() -> None:

@@ -13,10 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 from collections.abc import Awaitable, Callable
 from importlib import resources
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, NamedTuple
 from unittest import mock
@@ -38,12 +36,7 @@ class Sent(NamedTuple):
     value: bytes
 
 
-@pytest.fixture(autouse=True)
-def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """Default settings whatever the environment, and faust's data directory kept out of the repo."""
-    for name in [n for n in os.environ if n.startswith("OMS_")]:
-        monkeypatch.delenv(name)
-    monkeypatch.chdir(tmp_path)
+pytestmark = pytest.mark.usefixtures("clean_env")
 
 
 def _run(scenario: Callable[[faust.App, Any], Awaitable[None]], settings: Settings | None = None) -> list[Sent]:
