@@ -16,7 +16,11 @@ Every second a sampler records inputs produced, orders decided, the workers' con
 memory of each process; the series goes to the results (and a PNG when matplotlib is installed). The
 same run measures this machine's I/O ceiling: a bare confluent-kafka consume-and-produce loop on the
 same broker, and a textbook faust peer (loadtest/peer.py: an agent per step, a Table written per event)
-on the same orders, queued; the pipeline's rates are given as ratios to both.
+on the same orders, queued; the pipeline's rates are given as ratios to both. The peer is timed
+from its first to its last decision with all input queued and nothing else running; the pipeline is
+timed end to end (load start to every order in ClickHouse) and, as the peer is, first to last
+decision on allocations.v1. ``--load queued`` puts the whole load on Kafka before the workers start,
+so that figure is taken in the peer's conditions too.
 """
 
 from __future__ import annotations
@@ -47,17 +51,18 @@ from connectors.simulator import Simulator, run_to_kafka
 from connectors.stock_load import load
 from infra import clickhouse, kafka, topics
 from infra.process import ManagedProcess, ServiceError
-from loadtest.peer import run_peer
+from loadtest.peer import PeerResult, run_peer
 from loadtest.scenario import Scenario
 from loadtest.verify import Verdict, verify
 from oms.bench import _write, records_per_topic
 from oms.runtime import running_sinks, settings_env, spawn_worker
 from oms.settings import Settings
 from schemas.order import Market, order_key
-from schemas.topics import RAW_ORDERS
+from schemas.topics import ALLOCATIONS, RAW_ORDERS
 from sinks.clickhouse import migrate
 from streams.app import group_id, source_topics
 from streams.routing_rules import load_rules
+from streams.stock_records import decode_allocation
 
 log = logging.getLogger(__name__)
 
@@ -304,12 +309,13 @@ def _run(
     stock = _stock(settings, skus, units, folder)
     total = int(rate * seconds)
     locust = LocustLoad(settings, rate, seconds, shape, folder) if load == "locust" else None
+    queued = load == "queued"
     if locust is not None:
         sim = locust.scenario.simulator()
         how = f"locust KafkaOrderUser x {locust.users}, shape {shape}"
     else:
         sim = Simulator(seed=LOAD_SEED, channels=CHANNELS, markets=["SG"], skus=skus, hot_share=0.0)
-        how = "the paced simulator"
+        how = "the simulator, all queued before the workers start" if queued else "the paced simulator"
     print(f"pipeline bench: {rate:.0f} deliveries/s for {seconds:.0f} s from {how}, {n_workers} worker(s)"
           f"{', chaos' if chaos else ''}; stock {len(skus)} SKUs x {units}")  # fmt: skip
     # The orders among the first N deliveries, computed before the load: after it, it would take CPU from the
@@ -319,6 +325,11 @@ def _run(
                 for i, e in enumerate(sim.events(planned)) if e.kind == "order"]  # fmt: skip
     client = clickhouse.get_client(settings)
     migrate(client)
+    if queued:  # the whole load waits on Kafka, as the peer's input does: no load generator competes for CPU
+        began = time.monotonic()
+        sent = run_to_kafka(settings, sim, total, 0).sent
+        print(f"queued {sent} deliveries in {time.monotonic() - began:.1f} s")
+    spawned_ms = int(time.time() * 1000)
     workers = [spawn_worker(settings, f"bench-worker-{i}") for i in range(n_workers)]
     samples: list[Sample] = []
     events: list[str] = []
@@ -369,7 +380,8 @@ def _run(
                 chaos_timer = threading.Timer(0.4 * seconds, kill)
                 chaos_timer.start()
             load_began, load_began_wall = time.monotonic(), time.time()
-            sent = locust.run() if locust is not None else run_to_kafka(settings, sim, total, rate).sent
+            if not queued:
+                sent = locust.run() if locust is not None else run_to_kafka(settings, sim, total, rate).sent
             load_seconds = time.monotonic() - load_began
             # the deliveries sent are the first ``sent`` of the load's simulator stream
             if sent > planned:
@@ -385,6 +397,7 @@ def _run(
             stop.set()
             sampling.join(10)
             records = records_per_topic(settings)
+            span = decision_span(settings)
             lag_consumer.close()
             latencies = _latencies(client)
             latency_series = _latency_series(client, load_began_wall)
@@ -397,12 +410,38 @@ def _run(
     peer = run_peer(settings, min(len(expected), PEER_ORDERS), units=units)
     print(f"textbook faust peer: {peer.orders_per_s:.1f} orders/s on {peer.orders} queued orders")
     numbers = _numbers(rate, seconds, n_workers, chaos, units, sent, load_seconds, drained, verdict,
-                       latencies, samples, ceiling_rate, events, records, peer.orders_per_s)  # fmt: skip
+                       latencies, samples, ceiling_rate, events, records, peer, span, spawned_ms)  # fmt: skip
+    numbers = {"load": load, **numbers}
     _write(out_dir, "pipeline", numbers)
     _series(out_dir, samples, latency_series)
     for line in verdict.lines():
         print("  " + line)
     return numbers
+
+
+@dataclass(frozen=True)
+class DecisionSpan:
+    """Orders decided on allocations.v1 (an outcome other than pending) and when: Kafka timestamps, ms."""
+
+    orders: int
+    first_ms: int
+    last_ms: int
+
+    def rate_from(self, start_ms: int) -> float:
+        return self.orders * 1000 / (self.last_ms - start_ms) if self.last_ms > start_ms else 0.0
+
+
+def decision_span(settings: Settings) -> DecisionSpan:
+    """How the peer's rate is measured (loadtest/peer.py): orders decided, first and last decision."""
+    from oms.routing_ops import read_topic
+
+    stamps, orders = [], set()
+    for m in read_topic(settings, ALLOCATIONS.full_name(settings.topic_prefix), idle_timeout=5.0):
+        if decode_allocation(m.value() or b"").get("outcome") == "pending":
+            continue
+        stamps.append(m.timestamp()[1])
+        orders.add(m.key())
+    return DecisionSpan(len(orders), min(stamps, default=0), max(stamps, default=0))
 
 
 def _settle(client: Any, samples: list[Sample]) -> None:
@@ -432,9 +471,13 @@ def _numbers(
     ceiling_rate: float,
     events: list[str],
     records: dict[str, int],
-    peer_rate: float,
+    peer: PeerResult,
+    span: DecisionSpan,
+    spawned_ms: int,
 ) -> dict[str, object]:
     decided_rate = verdict.orders_decided / drained if drained else 0.0
+    peer_rate = peer.orders_per_s
+    first_to_last, from_start = span.rate_from(span.first_ms), span.rate_from(spawned_ms)
     peak_cpu: dict[str, float] = {}
     peak_rss: dict[str, float] = {}
     for s in samples:
@@ -474,6 +517,17 @@ def _numbers(
         "pipeline_deliveries_vs_ceiling": round((sent / drained) / ceiling_rate, 4) if drained and ceiling_rate else 0,
         "peer_textbook_faust_orders_per_s": round(peer_rate, 1),
         "pipeline_orders_vs_peer": round(decided_rate / peer_rate, 3) if peer_rate else 0,
+        # the peer's own methods (allocations.v1 timestamps): orders decided / first to last decision, and
+        # / workers started to last decision; with --load queued, in the peer's conditions too (input
+        # queued, no load generator running). A backlog makes a worker's steps large, so its first
+        # decision comes late: from the start is the fairer of the two then.
+        "orders_decided_per_s_first_to_last": round(first_to_last, 1),
+        "pipeline_first_to_last_vs_peer": round(first_to_last / peer_rate, 3) if peer_rate else 0,
+        "orders_decided_per_s_from_worker_start": round(from_start, 1),
+        "peer_orders_per_s_from_worker_start": round(peer.orders_per_s_from_start, 1),
+        "pipeline_from_start_vs_peer": round(from_start / peer.orders_per_s_from_start, 3)
+        if peer.orders_per_s_from_start
+        else 0,
         "peak_cpu_pct": json.dumps({k: round(v) for k, v in peak_cpu.items()}),
         "peak_rss_mb": json.dumps({k: round(v) for k, v in peak_rss.items()}),
         "chaos_events": "; ".join(events),

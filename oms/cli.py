@@ -693,9 +693,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--chaos", action="store_true", help="pipeline: kill -9 a worker at 40%% of the load")
     bench.add_argument(
         "--load",
-        choices=["locust", "simulator"],
+        choices=["locust", "simulator", "queued"],
         default="locust",
-        help="pipeline: who sends the deliveries: locust's KafkaOrderUser, headless (default), or the paced simulator",
+        help="pipeline: who sends the deliveries: locust's KafkaOrderUser, headless (default), the paced simulator, "
+        "or queued: rate x seconds deliveries on Kafka before the workers start (how the peer is measured)",
     )
     bench.add_argument(
         "--shape",

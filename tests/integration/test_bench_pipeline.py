@@ -36,6 +36,7 @@ def test_bench_pipeline_loads_with_locust_verifies_and_writes_every_result(
     assert numbers["deliveries_sent"] >= 40  # locust sent (and Kafka acknowledged) at least a few seconds' worth
     assert numbers["peer_textbook_faust_orders_per_s"] > 0 and numbers["ceiling_bare_confluent_records_per_s"] > 0
     assert numbers["pipeline_orders_vs_peer"] > 0
+    assert numbers["orders_decided_per_s_first_to_last"] > 0 and numbers["pipeline_first_to_last_vs_peer"] > 0
     assert numbers["kafka_records_per_order"] > 1
     assert numbers["raw_to_routing_ms.count"] > 0
 
@@ -44,3 +45,24 @@ def test_bench_pipeline_loads_with_locust_verifies_and_writes_every_result(
     assert rows["per_second"] and rows["per_second"][-1]["produced"] == numbers["deliveries_sent"]
     assert list(tmp_path.glob("pipeline-*.png")), "the chart of throughput, latency and lag"
     assert list(tmp_path.glob("pipeline-*.md"))
+
+
+def test_bench_pipeline_on_queued_input_starts_the_workers_after_the_whole_load_is_on_kafka(
+    kafka_topics: Settings, tmp_path: Path
+) -> None:
+    """``--load queued``: the peer's conditions (input queued, no load generator running)."""
+    command = [sys.executable, "-m", "oms.cli", "bench", "pipeline", "--load", "queued", "--rate", "40"]
+    command += ["--seconds", "8", "--units", "5", "--out", str(tmp_path)]
+    run = subprocess.run(command, env=settings_env(kafka_topics), capture_output=True, text=True, timeout=900)
+    assert run.returncode == 0, f"exit {run.returncode}\n{run.stdout[-4000:]}\n{run.stderr[-4000:]}"
+    assert "queued 320 deliveries" in run.stdout
+
+    (result,) = [p for p in tmp_path.glob("pipeline-*.json") if not p.name.endswith("-series.json")]
+    numbers = json.loads(result.read_text())["results"]
+    assert (numbers["load"], numbers["verdict"], numbers["deliveries_sent"]) == ("queued", "PASS", 320)
+    assert numbers["orders"] > 0 and numbers["orders_decided"] == numbers["orders"]
+    assert numbers["orders_decided_per_s_first_to_last"] >= numbers["orders_decided_per_s_from_worker_start"] > 0
+    assert numbers["pipeline_from_start_vs_peer"] > 0
+    # every delivery was on Kafka when the first sample was taken, before the worker had read any
+    rows = json.loads(next(tmp_path.glob("pipeline-*-series.json")).read_text())["per_second"]
+    assert rows[0]["produced"] == 320
