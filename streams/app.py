@@ -10,7 +10,6 @@ stable event ids; one awaited round trip and one changelog write per key per ste
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import logging
 import time
@@ -313,15 +312,11 @@ def register_orders(app: faust.App, settings: Settings, rules: RulesHolder) -> A
                 batches.send(step, commands)
             yield sent
 
+    @timers.every(settings.pending_check_s, "expire-pending-updates")
     async def expire_pending() -> None:
         """Status updates whose order never came within OMS_PENDING_UPDATE_WAIT_S: dead letters."""
         now = _now_ms()
         wait_ms = int(settings.pending_update_wait_s * 1000)
-        async with timers.turn() as may_act:
-            if may_act:
-                await pending_step(now, wait_ms)
-
-    async def pending_step(now: int, wait_ms: int) -> None:
         async with Step(*tables, upstream=lifecycle_tables) as step:
             batches = command_batches(settings.partitions)
             due = [key for key, oldest in waiting.active_items(app, changes_name) if now - int(oldest) >= wait_ms]
@@ -330,13 +325,9 @@ def register_orders(app: faust.App, settings: Settings, rules: RulesHolder) -> A
                 live(step, batches, key, lifecycle.expire(state, now, wait_ms))
             batches.send(step, commands)
 
+    @timers.every(settings.hold_check_s, "expire-unpaid-holds")
     async def expire_unpaid() -> None:
         wall = _now_ms()
-        async with timers.turn() as may_act:
-            if may_act:
-                await unpaid_step(wall)
-
-    async def unpaid_step(wall: int) -> None:
         clocks: dict[int, int] = {}  # per partition of order-changes.v1: applied up to when (InOrder.clock_ms)
         async with Step(*tables, upstream=lifecycle_tables) as step:
             batches = command_batches(settings.partitions)
@@ -361,23 +352,26 @@ def register_orders(app: faust.App, settings: Settings, rules: RulesHolder) -> A
                 record(step, batches, key, state, before, sent)
             batches.send(step, commands)
 
-    app.timer(settings.pending_check_s, name="expire-pending-updates")(expire_pending)
-    app.timer(settings.hold_check_s, name="expire-unpaid-holds")(expire_unpaid)
     return app.agent(source, name="orders")(orders_agent)
 
 
+#: A timer's work: one step of an agent's tables.
+TimerStep = Callable[[], Awaitable[None]]
+
+
 class TableTimers:
-    """When a timer may act on an agent's tables: not while a rebalance (and the restore that follows it)
-    is under way, and a rebalance waits for a timer's step in flight to end before the partitions move.
+    """The timers of an agent that act on its tables (``every``): not while a rebalance (and the restore
+    that follows it) is under way, and a rebalance waits for a timer's step in flight to end before the
+    partitions move.
 
     Both were seen together in a 2-worker kill -9 flash sale, which oversold 1-3 units of six SKUs: the
     unpaid-hold timer ran while its worker was restoring newly assigned partitions from their changelogs.
     It expired orders on states that were not yet fully restored and sent their releases; the restore
     then put back the older states over the timer's, so the allocations kept holds the stock had
     already released. faust waits for the agents' events before it revokes partitions, not for timers:
-    ``turn`` takes the agent's lock and says whether the timer may act now, and on every revoke the
-    lock is taken once, so a timer's step ends with its outputs and changelog writes acknowledged
-    before another worker can restore those partitions.
+    a timer here runs under the agent's lock and skips its turn while ``app.rebalancing``, and on every
+    revoke the lock is taken once, so a timer's step ends with its outputs and changelog writes
+    acknowledged before another worker can restore those partitions.
     """
 
     def __init__(self, app: faust.App, lock: asyncio.Lock) -> None:
@@ -388,11 +382,20 @@ class TableTimers:
         async with self.lock:
             pass  # a timer's step in flight has ended
 
-    @contextlib.asynccontextmanager
-    async def turn(self) -> AsyncIterator[bool]:
-        """The lock, and True unless a rebalance or a restore is under way (the timer skips a beat)."""
-        async with self.lock:
-            yield not self.app.rebalancing
+    def every(self, seconds: float, name: str) -> Callable[[TimerStep], TimerStep]:
+        """Register ``step`` as a faust timer with both rules; returns the guarded timer (what faust runs)."""
+
+        def register(step: TimerStep) -> TimerStep:
+            async def guarded() -> None:
+                async with self.lock:
+                    if not self.app.rebalancing:  # else it skips a beat
+                        await step()
+
+            guarded.__name__ = guarded.__qualname__ = name
+            self.app.timer(seconds, name=name)(guarded)
+            return guarded
+
+        return register
 
 
 _PARTITION_KEYS: dict[tuple[bytes, int, int], bytes] = {}

@@ -17,11 +17,18 @@ def test_a_timer_may_act_only_when_no_rebalance_is_under_way() -> None:
     async def turns() -> list[bool]:
         app = create_app(Settings())
         timers = TableTimers(app, asyncio.Lock())
-        seen = []
+        seen: list[bool] = []
+        acted: list[bool] = []
+
+        @timers.every(60.0, "test-timer")
+        async def step() -> None:
+            acted.append(True)
+
         for rebalancing in (False, True, False):
             app.rebalancing = rebalancing
-            async with timers.turn() as may_act:
-                seen.append(may_act)
+            acted.clear()
+            await step()
+            seen.append(bool(acted))
         return seen
 
     assert asyncio.run(turns()) == [True, False, True]
@@ -34,12 +41,11 @@ def test_a_revoke_waits_until_the_timer_step_in_flight_has_ended() -> None:
         events: list[str] = []
         in_step, finish = asyncio.Event(), asyncio.Event()
 
+        @timers.every(60.0, "test-timer")
         async def timer_step() -> None:
-            async with timers.turn() as may_act:
-                assert may_act
-                in_step.set()
-                await finish.wait()  # the step awaits Kafka's acks for its outputs and changelog writes
-                events.append("timer step ended")
+            in_step.set()
+            await finish.wait()  # the step awaits Kafka's acks for its outputs and changelog writes
+            events.append("timer step ended")
 
         async def revoke() -> None:
             await app.on_partitions_revoked.send(set())
