@@ -26,7 +26,6 @@ from schemas.codec import CodecError
 from schemas.order import DeadLetter, OrderChange, OrderEvent, StockAdjustment, decode_changes, encode_change_batch
 from streams import allocation, inventory, lifecycle, routing, routing_records, routing_state, safe_ack, stock_records
 from streams.adapters.base import RawInput
-from streams.codecs import register_codecs
 from streams.normalize import dead_letter, normalize
 from streams.routing_rules import RulesHolder
 from streams.routing_state import request_of_order
@@ -38,7 +37,6 @@ T = TypeVar("T")
 
 def create_app(settings: Settings) -> faust.App:
     """A faust app bound to the configured broker. Its id carries the topic prefix (test isolation)."""
-    register_codecs()
     app = faust.App(
         group_id(settings),
         broker=[f"kafka://{server}" for server in settings.kafka_bootstrap.split(",")],

@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 from fastavro.schema import to_parsing_canonical_form
-from faust.serializers import codecs as faust_codecs
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -25,7 +24,6 @@ from schemas.order import (
     RawRef,
     order_key,
 )
-from streams.codecs import register_codecs
 
 
 def _event(**changes: Any) -> OrderEvent:
@@ -323,41 +321,3 @@ def test_orders_written_before_the_buyer_contact_keys_decode_with_them_unknown()
     decoded = OrderEvent.decode(old)
     assert decoded.shipping.phone_key is None and decoded.shipping.address_key is None
     assert decoded.order_key == _event().order_key
-
-
-# --- faust codecs ----------------------------------------------------------------------------------------
-
-
-def test_faust_order_event_codec_round_trips_and_writes_the_same_bytes_as_the_schema_codec() -> None:
-    register_codecs()
-    event = _event()
-    faust_codec = faust_codecs.get_codec("oms_order_event")
-    data = faust_codec.dumps(event.to_avro())
-    assert data == event.encode()
-    assert OrderEvent.from_avro(faust_codec.loads(data)) == event
-
-
-def test_faust_dead_letter_codec_round_trips() -> None:
-    register_codecs()
-    letter = DeadLetter.of(
-        tenant="t",
-        channel="shopee",
-        stage="normalize",
-        reason_code="malformed_json",
-        reason="r",
-        topic="raw.orders.shopee",
-        partition=1,
-        offset=2,
-        key=b"k",
-        headers={"h": b"v"},
-        original=b"{",
-    )
-    faust_codec = faust_codecs.get_codec("oms_dead_letter")
-    assert DeadLetter.model_validate(faust_codec.loads(faust_codec.dumps(letter.to_avro()))) == letter
-
-
-def test_register_codecs_is_idempotent() -> None:
-    register_codecs()
-    register_codecs()
-    data = faust_codecs.get_codec("oms_order_event").dumps(_event().to_avro())
-    assert data[:2] == MAGIC
