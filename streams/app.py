@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mappin
 from typing import Any, Generic, TypeVar, cast
 
 import faust
+import orjson
 from aiokafka.partitioner import murmur2
 from faust.types import TP, EventT, StreamT
 
@@ -502,6 +503,7 @@ def register_inventory(app: faust.App, settings: Settings) -> Any:
     ledger = _raw_topic(app, topics.INVENTORY.full_name(prefix))
     dead = _dead_letters(app, settings)
     table = _bytes_table(app, "stock", settings)
+    history = KeyedTable(app, "stock-holds", settings.partitions, within=PastHolds.SEP)  # retired holds
 
     def apply(out: Step, replies: Batches[inventory.Decision], event: EventT[bytes]) -> int:
         """One record: a stock command, a batch of them, or an adjustment; moves into ``out``, answers into
@@ -529,6 +531,7 @@ def register_inventory(app: faust.App, settings: Settings) -> Any:
         """One command or adjustment (``n``: its place in a batch record) against its SKU's stock."""
         key = item.sku.encode()
         stock = table.load(key, inventory.SkuStock.from_bytes) or inventory.SkuStock(item.sku)
+        stock.past = past = PastHolds(history, key)
         try:
             decision, moves = _apply(stock, item)
         except ValueError as exc:  # refused before any change (SkuStock raises first): nothing to write
@@ -545,6 +548,8 @@ def register_inventory(app: faust.App, settings: Settings) -> Any:
             out.send(ledger, key, stock_records.encode_movement(move))
         if decision is not None:
             replies.add(decision)
+        for hold in stock.retire():
+            past.put(hold)
         table.store(key, stock, inventory.SkuStock.to_bytes)
         return len(moves)
 
@@ -552,7 +557,9 @@ def register_inventory(app: faust.App, settings: Settings) -> Any:
 
     async def inventory_agent(stream: StreamT[bytes]) -> AsyncIterator[int]:
         async for batch in _steps(stream, settings):
-            async with Step(table, events=batch, order=in_order) as step:
+            # the retired holds are written first: a crash between the two leaves the SKU's value as it
+            # was, whose holds answer before any retired copy, and the re-read command applies again
+            async with Step(history, events=batch, order=in_order, upstream=(table,)) as step:
                 replies = answer_batches(settings.partitions)
                 moved = sum(apply(step, replies, event) for event in step.events)
                 replies.send(step, answers)
@@ -713,8 +720,11 @@ class KeyedTable:
     the source topics - needs neither, and puts each key's state where its inputs are.
     """
 
-    def __init__(self, app: faust.App, name: str, partitions: int) -> None:
+    def __init__(self, app: faust.App, name: str, partitions: int, within: bytes | None = None) -> None:
+        """``within``: keys are ``stem + within + rest``, and only the stem picks the partition, so entries
+        about one thing (a SKU's retired holds) sit in the partition of that thing (the SKU)."""
         table: Any = app.Table(name, key_type=bytes, value_type=bytes, partitions=partitions)
+        self.within = within
         self.table = table
         # faust derives serializers from the types and would JSON-encode bytes; set them before the
         # changelog topic is first built.
@@ -809,7 +819,8 @@ class KeyedTable:
         self._held[key] = value
 
     def partition(self, key: bytes) -> int:
-        return key_partition(key, self.partitions)
+        stem = key if self.within is None else key.split(self.within, 1)[0]
+        return key_partition(stem, self.partitions)
 
     def get(self, key: bytes) -> bytes | None:
         value = self.table.data.get(key)
@@ -831,6 +842,25 @@ class KeyedTable:
         """The entries of partitions this worker owns (not its standby copies): what a timer may act on."""
         owned = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == source_topic}
         return [(k, v) for k, v in self.table.data.items() if self.partition(k) in owned]
+
+
+class PastHolds:
+    """One SKU's retired holds (``inventory.SkuStock.retire``) in a table of their own, a key per hold:
+    ``sku NUL hold id``, in the SKU's partition (restored with it), written only when a hold changes."""
+
+    SEP = b"\x00"
+
+    def __init__(self, table: KeyedTable, sku: bytes) -> None:
+        self.table, self.prefix = table, sku + self.SEP
+
+    def get(self, hold_id: str) -> inventory.Hold | None:
+        raw = self.table.get(self.prefix + hold_id.encode())
+        return None if raw is None else inventory.Hold.of(hold_id, orjson.loads(raw))
+
+    def put(self, hold: inventory.Hold) -> None:
+        key, raw = self.prefix + hold.hold_id.encode(), orjson.dumps(hold.fields())
+        if self.table.get(key) != raw:  # a duplicate command looked it up and changed nothing
+            self.table.set(key, raw)
 
 
 def _bytes_table(app: faust.App, name: str, settings: Settings) -> KeyedTable:

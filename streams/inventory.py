@@ -19,6 +19,13 @@ the one it follows leaves a mark that the later one respects:
 - snapshot: an absolute on-hand count from a WMS or POS, applied only if its version is newer.
 - delta:    a receipt, damage or count correction, applied once per adjustment id.
 
+A hold that holds no units any more (short, released, shipped, returned) still answers for its id,
+but it does not stay in the SKU's value: ``retire`` takes it out after each command, the agent keeps
+it in a table of its own, and ``past`` finds it again when a command names it. So the value a step
+rewrites is the size of what is held now, not of every order the SKU ever saw: in a flash sale with
+ten times the demand, a hot SKU's refused holds alone ran to tens of thousands, rewritten whole on
+every step.
+
 Invariant (tests/unit/test_inventory.py checks it after every step): per warehouse, ``reserved`` is
 the sum of the held units, and a reservation is granted only while ``reserved <= on_hand + cap``. A
 snapshot or damage can still push on hand below what is held (units lost in the warehouse): then
@@ -29,7 +36,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -55,6 +62,21 @@ class Hold:
     warehouse: str | None = None
     expires_at_ms: int | None = None
     paid: bool = False
+
+    def fields(self) -> list[Any]:
+        """Everything but the id (the key it is stored under), as a JSON array."""
+        return [self.state.value, self.quantity, self.warehouse, self.expires_at_ms, self.paid]
+
+    @classmethod
+    def of(cls, hold_id: str, fields: list[Any]) -> Hold:
+        state, quantity, warehouse, expires, paid = fields
+        return cls(hold_id, HoldState(state), quantity, warehouse, expires, paid)
+
+
+class PastHolds(Protocol):
+    """Where one SKU's retired holds are kept between commands (``SkuStock.retire``)."""
+
+    def get(self, hold_id: str) -> Hold | None: ...
 
 
 @dataclass
@@ -112,6 +134,8 @@ class SkuStock:
     #: commands that arrived before they could apply (pay/ship before the reserve, restock before the
     #: ship): applied the moment they can be, so delivery order never loses one
     early: dict[str, set[str]] = field(default_factory=dict)
+    #: the retired holds (not part of the value); None: every hold is in ``holds``
+    past: PastHolds | None = field(default=None, compare=False, repr=False)
 
     def to_bytes(self) -> bytes:
         """The table value: compact JSON (internal state, not a topic contract)."""
@@ -120,10 +144,7 @@ class SkuStock:
                 "sku": self.sku,
                 "cap": self.preorder_cap,
                 "rows": {w: [r.on_hand, r.reserved, r.snapshot_version] for w, r in self.rows.items()},
-                "holds": {
-                    h.hold_id: [h.state.value, h.quantity, h.warehouse, h.expires_at_ms, h.paid]
-                    for h in self.holds.values()
-                },
+                "holds": {h.hold_id: h.fields() for h in self.holds.values()},
                 "adjustments": sorted(self.adjustments),
                 "early": {k: sorted(v) for k, v in self.early.items()},
             }
@@ -136,10 +157,7 @@ class SkuStock:
             sku=doc["sku"],
             preorder_cap=doc["cap"],
             rows={w: Row(*values) for w, values in doc["rows"].items()},
-            holds={
-                hold_id: Hold(hold_id, HoldState(state), quantity, warehouse, expires, paid)
-                for hold_id, (state, quantity, warehouse, expires, paid) in doc["holds"].items()
-            },
+            holds={hold_id: Hold.of(hold_id, fields) for hold_id, fields in doc["holds"].items()},
             adjustments=set(doc["adjustments"]),
             early={k: set(v) for k, v in doc["early"].items()},
         )
@@ -156,6 +174,25 @@ class SkuStock:
         row = self.rows.get(warehouse)
         return max(0, -row.available(self.preorder_cap)) if row else 0
 
+    def retire(self) -> list[Hold]:
+        """Take the holds that hold no units out of ``holds`` and return them, to keep in ``past``.
+
+        Call it after a command, before the value is stored. A retired hold a later command names is
+        found in ``past`` and comes back into ``holds`` for that command (and is retired again).
+        """
+        done = [hold for hold in self.holds.values() if hold.state is not HoldState.RESERVED]
+        for hold in done:
+            del self.holds[hold.hold_id]
+        return done
+
+    def _hold(self, hold_id: str) -> Hold | None:
+        hold = self.holds.get(hold_id)
+        if hold is None and self.past is not None:
+            hold = self.past.get(hold_id)
+            if hold is not None:
+                self.holds[hold_id] = hold
+        return hold
+
     # -- commands: each returns the ledger movements it caused (none when it was a no-op) --
 
     def reserve(
@@ -163,7 +200,7 @@ class SkuStock:
     ) -> tuple[Decision, list[Movement]]:
         if quantity <= 0:
             raise ValueError(f"{hold_id}: quantity must be positive, got {quantity}")
-        known = self.holds.get(hold_id)
+        known = self._hold(hold_id)
         if known is not None:  # a duplicate, or the reserve of a hold released before it arrived
             return self._decision(known), []
         if not warehouses or ANY_WAREHOUSE in warehouses:
@@ -192,7 +229,7 @@ class SkuStock:
         return self._decision(hold), []
 
     def pay(self, hold_id: str) -> list[Movement]:
-        hold = self.holds.get(hold_id)
+        hold = self._hold(hold_id)
         if hold is None:  # paid before reserved: remember, so the reserve does not expire
             self.early.setdefault(hold_id, set()).add("pay")
             return []
@@ -202,7 +239,7 @@ class SkuStock:
         return []
 
     def release(self, hold_id: str, cause: str = "release") -> list[Movement]:
-        hold = self.holds.get(hold_id)
+        hold = self._hold(hold_id)
         if hold is None:  # released before reserved: the reserve, when it comes, is refused
             self.holds[hold_id] = Hold(hold_id, HoldState.RELEASED, 0)
             return []
@@ -212,7 +249,7 @@ class SkuStock:
         return [self._move(hold.warehouse, cause, hold_id, reserved=-hold.quantity)]
 
     def ship(self, hold_id: str) -> list[Movement]:
-        hold = self.holds.get(hold_id)
+        hold = self._hold(hold_id)
         if hold is None:  # shipped before reserved: ship as soon as the reserve lands
             self.early.setdefault(hold_id, set()).add("ship")
             return []
@@ -222,7 +259,7 @@ class SkuStock:
 
     def restock(self, hold_id: str) -> list[Movement]:
         """A return that passed quality check: once, and only for units that left."""
-        hold = self.holds.get(hold_id)
+        hold = self._hold(hold_id)
         if hold is None or hold.state is HoldState.RESERVED:  # before its ship: apply when it ships
             self.early.setdefault(hold_id, set()).add("restock")
             return []

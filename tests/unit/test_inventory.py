@@ -14,12 +14,13 @@ import copy
 from collections.abc import Callable
 from typing import Any
 
+import orjson
 import pytest
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
-from streams.inventory import HoldState, Movement, SkuStock
+from streams.inventory import Hold, HoldState, Movement, SkuStock
 
 WAREHOUSES = ("WH-A", "WH-B", "WH-C")
 holds = st.builds(lambda o, line: f"t:shopee:O{o}|L{line}", st.integers(0, 12), st.integers(0, 1))
@@ -46,11 +47,15 @@ class InventoryMachine(RuleBasedStateMachine):
     def _do(self, command: Callable[[], list[Movement]]) -> list[Movement]:
         """Apply; remember it for the duplicate rule only if it acted (a restock before its hold shipped is
         ignored, and the same restock after the ship is its first effective delivery, not a duplicate)."""
-        before = (copy.deepcopy(self.stock.rows), copy.deepcopy(self.stock.holds))
+        before = (copy.deepcopy(self.stock.rows), copy.deepcopy(every_hold(self.stock)))
         moves = self._account(command())
-        if before != (self.stock.rows, self.stock.holds):
+        self.settle()
+        if before != (self.stock.rows, every_hold(self.stock)):
             self.applied.append(command)
         return moves
+
+    def settle(self) -> None:
+        """What the agent does between commands (nothing here; see RetiringInventoryMachine)."""
 
     def _account(self, moves: list[Movement]) -> list[Movement]:
         """The model's view of what left and came back, from the movements themselves."""
@@ -68,9 +73,10 @@ class InventoryMachine(RuleBasedStateMachine):
 
     @rule(hold=holds, quantity=st.integers(1, 5), order=st.permutations(WAREHOUSES), ttl=st.none() | st.integers(1, 50))
     def reserve(self, hold: str, quantity: int, order: list[str], ttl: int | None) -> None:
-        known = copy.deepcopy(self.stock.holds.get(hold))
+        known = copy.deepcopy(every_hold(self.stock).get(hold))
         decision, moves = self.stock.reserve(hold, quantity, tuple(order), ttl)
         self._account(moves)
+        self.settle()
         self.applied.append(lambda: self.stock.reserve(hold, quantity, tuple(order), ttl)[1])
         if known is not None:
             assert decision.state is known.state and moves == [], "a duplicate reserve gets the first answer"
@@ -126,12 +132,13 @@ class InventoryMachine(RuleBasedStateMachine):
         if not self.applied:
             return
         command = data.draw(st.sampled_from(self.applied))
-        before = copy.deepcopy(self.stock)
+        before, held_before = copy.deepcopy(self.stock.rows), copy.deepcopy(every_hold(self.stock))
         self._account(command())
-        after = self.stock
-        if before.rows != after.rows or before.holds != after.holds:
+        self.settle()
+        held_after = every_hold(self.stock)
+        if before != self.stock.rows or held_before != held_after:
             # expire is the one command whose repeat may act (time-based, not id-based): only new expiries
-            changed = [h for k, h in after.holds.items() if before.holds.get(k) != h]
+            changed = [h for k, h in held_after.items() if held_before.get(k) != h]
             assert all(h.state is HoldState.RELEASED for h in changed), changed
 
     @invariant()
@@ -173,10 +180,46 @@ class PreorderInventoryMachine(InventoryMachine):
     cap = 3
 
 
+class PastStore:
+    """A SKU's retired holds, as the agent keeps them (streams/app.py ``PastHolds``): encoded per hold."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, bytes] = {}
+
+    def get(self, hold_id: str) -> Hold | None:
+        raw = self.data.get(hold_id)
+        return None if raw is None else Hold.of(hold_id, orjson.loads(raw))
+
+    def put(self, hold: Hold) -> None:
+        self.data[hold.hold_id] = orjson.dumps(hold.fields())
+
+
+def every_hold(stock: SkuStock) -> dict[str, Hold]:
+    """The holds in the value and the retired ones: what the SKU answers for."""
+    past = stock.past
+    retired = {k: h for k in past.data if (h := past.get(k)) is not None} if isinstance(past, PastStore) else {}
+    return {**retired, **stock.holds}
+
+
+class RetiringInventoryMachine(InventoryMachine):
+    """The same rules, with the agent's life between commands: the holds that hold no units retired to a
+    store of their own, then the value stored and loaded again. Every property above must still hold."""
+
+    def settle(self) -> None:
+        past = self.stock.past if isinstance(self.stock.past, PastStore) else PastStore()
+        for hold in self.stock.retire():
+            past.put(hold)
+        assert all(h.state is HoldState.RESERVED for h in self.stock.holds.values())
+        self.stock = SkuStock.from_bytes(self.stock.to_bytes())
+        self.stock.past = past
+
+
 TestInventory = InventoryMachine.TestCase
 TestInventory.settings = settings(max_examples=200, stateful_step_count=40, deadline=None)
 TestPreorderInventory = PreorderInventoryMachine.TestCase
 TestPreorderInventory.settings = settings(max_examples=100, stateful_step_count=40, deadline=None)
+TestRetiringInventory = RetiringInventoryMachine.TestCase
+TestRetiringInventory.settings = settings(max_examples=200, stateful_step_count=40, deadline=None)
 
 
 def test_five_channels_cannot_sell_one_warehouse_more_than_it_has() -> None:

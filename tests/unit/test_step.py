@@ -16,7 +16,8 @@ import pytest
 from faust.topics import Topic
 
 from oms.settings import Settings
-from streams.app import KeyedTable, Step, create_app
+from streams.app import KeyedTable, PastHolds, Step, create_app, key_partition
+from streams.inventory import Hold, HoldState
 
 pytestmark = pytest.mark.usefixtures("clean_env")
 
@@ -324,3 +325,29 @@ def test_a_failed_downstream_write_leaves_the_upstream_unwritten_and_every_table
     _run(journal, scenario)
     assert journal.entries == [("changelog", b"order-1", b"allocated")], "the upstream must not go out"
     assert [e.message.tracked for e in events] == [False, False]
+
+
+def test_retired_holds_sit_in_their_skus_partition_and_are_written_only_when_they_change() -> None:
+    journal = Journal()
+
+    async def scenario(table: KeyedTable, topic: Any) -> None:
+        history = KeyedTable(table.table.app, "unit-step-holds", 8, within=PastHolds.SEP)
+        for n in range(40):
+            sku = f"SKU-{n}".encode()
+            key = sku + PastHolds.SEP + b"t:shopee:O1|L1"
+            assert history.partition(key) == key_partition(sku, 8)
+        past = PastHolds(history, b"SKU-1")
+        hold = Hold("t:shopee:O1|L1", HoldState.SHORT, 2)
+        with mock.patch.object(history.table, "send_changelog", side_effect=journal.changelog):
+            async with Step(history) as step:
+                past.put(hold)
+                step.send(topic, b"o1", b"short")
+            async with Step(history):
+                assert past.get(hold.hold_id) == hold
+                past.put(Hold("t:shopee:O1|L1", HoldState.SHORT, 2))  # a duplicate reserve found it: no change
+            assert PastHolds(history, b"SKU-2").get(hold.hold_id) is None  # another SKU's hold of the same id
+
+    _run(journal, scenario)
+    assert [e for e in journal.entries if e[0] == "changelog"] == [
+        ("changelog", b"SKU-1\x00t:shopee:O1|L1", b'["short",2,null,null,false]')
+    ]
