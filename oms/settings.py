@@ -107,6 +107,18 @@ class Settings(BaseSettings):
         "reserved as one, one hold per component. Empty: no bundles.",
     )
     hold_check_s: float = Field(default=5.0, gt=0, le=3600, description="How often unpaid holds are checked.")
+    retired_hold_keep_h: float = Field(
+        default=48.0,
+        gt=0,
+        description="How long the stock remembers a hold that holds no units (short, released, returned), so a "
+        "repeated command still gets its first answer. Keep it longer than any channel's retry window.",
+    )
+    shipped_hold_keep_days: float = Field(
+        default=60.0,
+        gt=0,
+        description="How long the stock remembers a shipped hold, so a return that passes quality check puts its "
+        "units back once. A restock after that is held as early and never applied.",
+    )
     channel_stock_rules: str = Field(
         default="",
         description="The channel stock rules (TOML): buffer, share, max, warehouses and API quota per channel, "

@@ -504,6 +504,12 @@ def register_inventory(app: faust.App, settings: Settings) -> Any:
     dead = _dead_letters(app, settings)
     table = _bytes_table(app, "stock", settings)
     history = KeyedTable(app, "stock-holds", settings.partitions, within=PastHolds.SEP)  # retired holds
+    lock = asyncio.Lock()  # the agent and the timer never interleave
+    timers = TableTimers(app, lock)
+    keep_ms = {
+        inventory.HoldState.SHIPPED: int(settings.shipped_hold_keep_days * 86_400_000),
+        None: int(settings.retired_hold_keep_h * 3_600_000),
+    }
 
     def apply(out: Step, replies: Batches[inventory.Decision], event: EventT[bytes]) -> int:
         """One record: a stock command, a batch of them, or an adjustment; moves into ``out``, answers into
@@ -531,7 +537,7 @@ def register_inventory(app: faust.App, settings: Settings) -> Any:
         """One command or adjustment (``n``: its place in a batch record) against its SKU's stock."""
         key = item.sku.encode()
         stock = table.load(key, inventory.SkuStock.from_bytes) or inventory.SkuStock(item.sku)
-        stock.past = past = PastHolds(history, key)
+        stock.past = past = PastHolds(history, key, _now_ms())
         try:
             decision, moves = _apply(stock, item)
         except ValueError as exc:  # refused before any change (SkuStock raises first): nothing to write
@@ -559,11 +565,19 @@ def register_inventory(app: faust.App, settings: Settings) -> Any:
         async for batch in _steps(stream, settings):
             # the retired holds are written first: a crash between the two leaves the SKU's value as it
             # was, whose holds answer before any retired copy, and the re-read command applies again
-            async with Step(history, events=batch, order=in_order, upstream=(table,)) as step:
+            async with lock, Step(history, events=batch, order=in_order, upstream=(table,)) as step:
                 replies = answer_batches(settings.partitions)
                 moved = sum(apply(step, replies, event) for event in step.events)
                 replies.send(step, answers)
             yield moved
+
+    @timers.every(RETIRED_HOLDS_CHECK_S, "forget-retired-holds")
+    async def forget_retired() -> None:
+        """Retired holds kept past OMS_RETIRED_HOLD_KEEP_H (shipped: OMS_SHIPPED_HOLD_KEEP_DAYS) are dropped."""
+        async with Step(history):
+            forgotten = PastHolds.forget(history, history.active_items(app, commands_name), _now_ms(), keep_ms)
+        if forgotten:
+            log.info("forgot %d retired holds", forgotten)
 
     return app.agent(source, name="inventory")(inventory_agent)
 
@@ -844,23 +858,49 @@ class KeyedTable:
         return [(k, v) for k, v in self.table.data.items() if self.partition(k) in owned]
 
 
+#: How often the inventory looks for retired holds to forget.
+RETIRED_HOLDS_CHECK_S = 600.0
+
+
 class PastHolds:
     """One SKU's retired holds (``inventory.SkuStock.retire``) in a table of their own, a key per hold:
-    ``sku NUL hold id``, in the SKU's partition (restored with it), written only when a hold changes."""
+    ``sku NUL hold id``, in the SKU's partition (restored with it), written only when a hold changes.
+    The value is the hold's fields and when it was retired (epoch ms), for ``due``."""
 
     SEP = b"\x00"
 
-    def __init__(self, table: KeyedTable, sku: bytes) -> None:
-        self.table, self.prefix = table, sku + self.SEP
+    def __init__(self, table: KeyedTable, sku: bytes, now_ms: int) -> None:
+        self.table, self.prefix, self.now_ms = table, sku + self.SEP, now_ms
 
     def get(self, hold_id: str) -> inventory.Hold | None:
         raw = self.table.get(self.prefix + hold_id.encode())
-        return None if raw is None else inventory.Hold.of(hold_id, orjson.loads(raw))
+        return None if raw is None else inventory.Hold.of(hold_id, orjson.loads(raw)[:-1])
 
     def put(self, hold: inventory.Hold) -> None:
-        key, raw = self.prefix + hold.hold_id.encode(), orjson.dumps(hold.fields())
-        if self.table.get(key) != raw:  # a duplicate command looked it up and changed nothing
-            self.table.set(key, raw)
+        key, fields = self.prefix + hold.hold_id.encode(), hold.fields()
+        known = self.table.get(key)
+        if known is None or orjson.loads(known)[:-1] != fields:  # else a duplicate looked it up, changed nothing
+            self.table.set(key, orjson.dumps([*fields, self.now_ms]))
+
+    @staticmethod
+    def forget(
+        table: KeyedTable,
+        items: Iterable[tuple[bytes, bytes]],
+        now_ms: int,
+        keep_ms: Mapping[inventory.HoldState | None, int],
+    ) -> int:
+        """Delete the retired holds among ``items`` that are ``due``; how many."""
+        due = [key for key, raw in items if PastHolds.due(raw, now_ms, keep_ms)]
+        for key in due:
+            table.delete(key)
+        return len(due)
+
+    @staticmethod
+    def due(raw: bytes, now_ms: int, keep_ms: Mapping[inventory.HoldState | None, int]) -> bool:
+        """Whether a stored retired hold has been kept long enough: ``keep_ms`` per state, None for the rest."""
+        fields = orjson.loads(raw)
+        state = inventory.HoldState(fields[0])
+        return bool(now_ms - fields[-1] >= keep_ms.get(state, keep_ms[None]))
 
 
 def _bytes_table(app: faust.App, name: str, settings: Settings) -> KeyedTable:

@@ -12,6 +12,7 @@ from types import SimpleNamespace
 from typing import Any
 from unittest import mock
 
+import orjson
 import pytest
 from faust.topics import Topic
 
@@ -336,18 +337,51 @@ def test_retired_holds_sit_in_their_skus_partition_and_are_written_only_when_the
             sku = f"SKU-{n}".encode()
             key = sku + PastHolds.SEP + b"t:shopee:O1|L1"
             assert history.partition(key) == key_partition(sku, 8)
-        past = PastHolds(history, b"SKU-1")
+        past = PastHolds(history, b"SKU-1", 1_000)
         hold = Hold("t:shopee:O1|L1", HoldState.SHORT, 2)
         with mock.patch.object(history.table, "send_changelog", side_effect=journal.changelog):
             async with Step(history) as step:
                 past.put(hold)
                 step.send(topic, b"o1", b"short")
+            later = PastHolds(history, b"SKU-1", 5_000)
             async with Step(history):
-                assert past.get(hold.hold_id) == hold
-                past.put(Hold("t:shopee:O1|L1", HoldState.SHORT, 2))  # a duplicate reserve found it: no change
-            assert PastHolds(history, b"SKU-2").get(hold.hold_id) is None  # another SKU's hold of the same id
+                assert later.get(hold.hold_id) == hold
+                later.put(Hold("t:shopee:O1|L1", HoldState.SHORT, 2))  # a duplicate reserve found it: no change
+            assert PastHolds(history, b"SKU-2", 2_000).get(hold.hold_id) is None  # another SKU's hold of the same id
 
     _run(journal, scenario)
     assert [e for e in journal.entries if e[0] == "changelog"] == [
-        ("changelog", b"SKU-1\x00t:shopee:O1|L1", b'["short",2,null,null,false]')
+        ("changelog", b"SKU-1\x00t:shopee:O1|L1", b'["short",2,null,null,false,1000]')
     ]
+
+
+def test_a_retired_hold_is_forgotten_after_its_keep_time_and_a_shipped_one_after_its_own() -> None:
+    keep = {HoldState.SHIPPED: 10_000, None: 1_000}
+    short = orjson.dumps([*Hold("h1", HoldState.SHORT, 1).fields(), 5_000])
+    shipped = orjson.dumps([*Hold("h2", HoldState.SHIPPED, 1, "WH-A").fields(), 5_000])
+    assert not PastHolds.due(short, 5_999, keep)
+    assert PastHolds.due(short, 6_000, keep)
+    assert not PastHolds.due(shipped, 6_000, keep)  # a return can still come back
+    assert PastHolds.due(shipped, 15_000, keep)
+
+
+def test_forgetting_retired_holds_writes_a_tombstone_for_each_due_one_only() -> None:
+    journal = Journal()
+    keep = {HoldState.SHIPPED: 10_000, None: 1_000}
+
+    async def scenario(table: KeyedTable, topic: Any) -> None:
+        history = KeyedTable(table.table.app, "unit-step-holds", 8, within=PastHolds.SEP)
+        with mock.patch.object(history.table, "send_changelog", side_effect=journal.changelog):
+            async with Step(history):
+                PastHolds(history, b"SKU-1", 0).put(Hold("o1|L1", HoldState.SHORT, 1))
+                PastHolds(history, b"SKU-1", 0).put(Hold("o2|L1", HoldState.SHIPPED, 1, "WH-A"))
+                PastHolds(history, b"SKU-2", 4_000).put(Hold("o3|L1", HoldState.RELEASED, 0))
+            journal.entries.clear()
+            async with Step(history):
+                assert PastHolds.forget(history, history.items(), 2_000, keep) == 1
+        assert PastHolds(history, b"SKU-1", 0).get("o1|L1") is None
+        assert PastHolds(history, b"SKU-1", 0).get("o2|L1") is not None
+        assert PastHolds(history, b"SKU-2", 0).get("o3|L1") is not None
+
+    _run(journal, scenario)
+    assert journal.entries == [("changelog", b"SKU-1\x00o1|L1", None)]
