@@ -574,8 +574,11 @@ def register_inventory(app: faust.App, settings: Settings) -> Any:
     @timers.every(RETIRED_HOLDS_CHECK_S, "forget-retired-holds")
     async def forget_retired() -> None:
         """Retired holds kept past OMS_RETIRED_HOLD_KEEP_H (shipped: OMS_SHIPPED_HOLD_KEEP_DAYS) are dropped."""
-        async with Step(history):
-            forgotten = PastHolds.forget(history, history.active_items(app, commands_name), _now_ms(), keep_ms)
+        owned = history.owned(app, commands_name)
+        async with Step(history):  # due first: murmur2 in Python is the dearer test, on every key
+            forgotten = PastHolds.forget(
+                history, history.items(), _now_ms(), keep_ms, lambda key: history.partition(key) in owned
+            )
         if forgotten:
             log.info("forgot %d retired holds", forgotten)
 
@@ -854,8 +857,12 @@ class KeyedTable:
 
     def active_items(self, app: faust.App, source_topic: str) -> list[tuple[bytes, bytes]]:
         """The entries of partitions this worker owns (not its standby copies): what a timer may act on."""
-        owned = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == source_topic}
+        owned = self.owned(app, source_topic)
         return [(k, v) for k, v in self.table.data.items() if self.partition(k) in owned]
+
+    def owned(self, app: faust.App, source_topic: str) -> frozenset[int]:
+        """The partitions this worker owns (not its standby copies)."""
+        return frozenset(tp.partition for tp in app.assignor.assigned_actives() if tp.topic == source_topic)
 
 
 #: How often the inventory looks for retired holds to forget.
@@ -888,9 +895,10 @@ class PastHolds:
         items: Iterable[tuple[bytes, bytes]],
         now_ms: int,
         keep_ms: Mapping[inventory.HoldState | None, int],
+        mine: Callable[[bytes], bool] = lambda key: True,
     ) -> int:
-        """Delete the retired holds among ``items`` that are ``due``; how many."""
-        due = [key for key, raw in items if PastHolds.due(raw, now_ms, keep_ms)]
+        """Delete the retired holds among ``items`` that are ``due`` and ``mine``; how many."""
+        due = [key for key, raw in items if PastHolds.due(raw, now_ms, keep_ms) and mine(key)]
         for key in due:
             table.delete(key)
         return len(due)

@@ -378,6 +378,9 @@ def test_forgetting_retired_holds_writes_a_tombstone_for_each_due_one_only() -> 
                 PastHolds(history, b"SKU-2", 4_000).put(Hold("o3|L1", HoldState.RELEASED, 0))
             journal.entries.clear()
             async with Step(history):
+                not_mine = history.partition(b"SKU-1" + PastHolds.SEP)
+                mine = lambda key: history.partition(key) != not_mine  # noqa: E731
+                assert PastHolds.forget(history, history.items(), 2_000, keep, mine) == 0  # another worker's
                 assert PastHolds.forget(history, history.items(), 2_000, keep) == 1
         assert PastHolds(history, b"SKU-1", 0).get("o1|L1") is None
         assert PastHolds(history, b"SKU-1", 0).get("o2|L1") is not None
