@@ -282,7 +282,30 @@ def route(
     capacity_share: Share = WHOLE,
     released_by: str | None = None,
 ) -> Decision:
-    """The routing decision for an allocated order. Does not change ``workload``: apply ``take``."""
+    """The routing decision for an allocated order. Does not change ``workload``: apply ``take``.
+
+    Never raises: a failure (a bug of ours, rules nobody foresaw) holds this one order with the error as
+    its reason, so the agent goes on with the others instead of failing on it again and again.
+    """
+    try:
+        return _route(request, rules, workload, now_ms, capacity_share, released_by)
+    except Exception as exc:
+        why = (
+            f"routing failed: {type(exc).__name__}: {exc}; the order is held so that the others keep flowing: "
+            "report it, fix the rules or the code, then release the order"
+        )
+        decided = _decision_base(request, rules, now_ms, released_by)
+        return Decision(**decided, outcome="held", holds=(HoldReason("routing_error", why),))
+
+
+def _route(
+    request: Request,
+    rules: Rules,
+    workload: Workload,
+    now_ms: int,
+    capacity_share: Share,
+    released_by: str | None,
+) -> Decision:
     decided = _decision_base(request, rules, now_ms, released_by)
     market = rules.markets.get(request.market)
     if market is None:
@@ -335,6 +358,9 @@ def route(
         if shipment is None:
             holds.append(HoldReason("no_carrier", f"no carrier can take the parcel from {warehouse}: see passed_over"))
             continue
+        if isinstance(shipment, HoldReason):
+            holds.append(shipment)
+            continue
         taken.take(shipment)
         shipments.append(shipment)
     if holds:
@@ -371,7 +397,8 @@ def _ship(
     workload: Workload,
     now_ms: int,
     share: Share,
-) -> tuple[Shipment | None, list[Passed]]:
+) -> tuple[Shipment | HoldReason | None, list[Passed]]:
+    """The cheapest carrier from ``node`` and its first slot with room; None: no carrier; a HoldReason: no room."""
     weight = _weight(lines, rules, request.market)
     zone = node.zones[region]
     passed: list[Passed] = []
@@ -394,7 +421,16 @@ def _ship(
         else:
             why = "same cost and days; the first by id was taken"
         passed.append(Passed("carrier", other_id, f"from {node.id}: {why}"))
-    slot_day, slot_hour, handover = _slot(node, market, workload, now_ms, share)
+    slot = _slot(node, market, workload, now_ms, share)
+    if slot is None:
+        days = _SEARCH_DAYS * 4
+        return HoldReason(
+            "no_capacity",
+            f"{node.id} has no working day with room in the next {days} days ({node.capacity_per_day} orders a day, "
+            f"work days {', '.join(node.work_days) or 'none'}): raise its capacity_per_day or work_days in the "
+            "routing rules, or move the stock, then release the order",
+        ), passed
+    slot_day, slot_hour, handover = slot
     delivery = _add_working_days(handover, chosen.service_days, market)
     return (
         Shipment(
@@ -473,8 +509,11 @@ def _first_handover(node: Node, market: MarketRules, now_ms: int) -> int:
     return now_ms + _SEARCH_DAYS * _DAY_MS
 
 
-def _slot(node: Node, market: MarketRules, workload: Workload, now_ms: int, share: Share) -> tuple[str, int, int]:
+def _slot(
+    node: Node, market: MarketRules, workload: Workload, now_ms: int, share: Share
+) -> tuple[str, int, int] | None:
     """(local day, local hour or -1, handover ms): the first slot with room in this partition's share.
+    None when there is none in ``_SEARCH_DAYS * 4`` days (a flash sale can fill a small store's months).
 
     Today counts only before the cut-off, and an hour that is full moves the order to the next hour
     with room before the cut-off; a later working day has all of its day capacity.
@@ -494,7 +533,7 @@ def _slot(node: Node, market: MarketRules, workload: Workload, now_ms: int, shar
                 if workload.used_hour(node.id, f"{key}T{hour:02d}") < per_hour:
                     return key, hour, _ms(day, node.cutoff_time, market)
         day += dt.timedelta(days=1)
-    raise RuntimeError(f"node {node.id} has no working day with capacity in {_SEARCH_DAYS * 4} days: check work_days")
+    return None
 
 
 def _add_working_days(start_ms: int, days: int, market: MarketRules) -> int:

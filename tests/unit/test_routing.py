@@ -13,6 +13,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from unittest import mock
 
 import pytest
 from hypothesis import given, settings
@@ -418,6 +419,33 @@ def test_a_full_last_hour_before_the_cutoff_moves_the_order_to_the_next_day() ->
     assert (first.shipments[0].slot_day, first.shipments[0].slot_hour) == ("2026-12-01", 14)
     assert (second.shipments[0].slot_day, second.shipments[0].slot_hour) == ("2026-12-02", -1)
     assert second.shipments[0].handover_ms == _ms(2026, 12, 2, 15, 0, SG)
+
+
+def test_a_node_full_for_the_whole_horizon_holds_the_order_with_what_to_do_instead_of_failing() -> None:
+    rules, workload = _tiny(1, 1), Workload()
+    decisions = [
+        _route_and_take(rules, workload, _request(SG, "600123", ["SG-JUR"], key=f"t1:shopee:{n}"), NOW)
+        for n in range(80)
+    ]
+    routed = [d for d in decisions if d.outcome == "routed"]
+    held = [d for d in decisions if d.outcome == "held"]
+    assert routed and held and decisions.index(held[0]) == len(routed)  # full from then on, not before
+    assert len(routed) == sum(workload.day["SG-JUR"].values())
+    (reason,) = held[0].holds
+    assert reason.code == "no_capacity"
+    assert "SG-JUR" in reason.detail and "capacity_per_day" in reason.detail and "release" in reason.detail
+    more = _tiny(2, 1)  # the operator raises the capacity: the same order routes
+    assert route(_request(SG, "600123", ["SG-JUR"], key="t1:shopee:79"), more, workload, NOW).outcome == "routed"
+
+
+def test_a_failure_inside_routing_holds_that_order_with_the_error_instead_of_raising() -> None:
+    broken = mock.patch("streams.routing._add_working_days", side_effect=ZeroDivisionError("division by zero"))
+    with broken:
+        decision = route(_request(SG, "600123", ["SG-JUR"]), _tiny(3, 2), Workload(), NOW)
+    assert decision.outcome == "held"
+    (reason,) = decision.holds
+    assert reason.code == "routing_error"
+    assert "ZeroDivisionError: division by zero" in reason.detail and "release" in reason.detail
 
 
 def test_the_capacity_share_limits_each_partition() -> None:
