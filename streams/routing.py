@@ -35,7 +35,8 @@ from schemas.order import CURRENCY_EXPONENT, Market
 from streams.inventory import ANY_WAREHOUSE, EXCLUDED
 from streams.routing_rules import WEEKDAYS, Carrier, MarketRules, Node, Rules
 
-#: hold codes an operator may release (risk); any other hold needs the order itself to change
+#: hold codes an operator may waive (risk); any other stays until its cause is gone (the order or the rules
+#: change; a release then decides again)
 RELEASABLE = frozenset({"cod_review", "blacklisted_postcode", "blacklisted_city", "split_needed"})
 _DAY_MS = 86_400_000
 _SEARCH_DAYS = 21
