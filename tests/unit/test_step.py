@@ -8,6 +8,7 @@ the tests see the order in which they would reach Kafka.
 from __future__ import annotations
 
 import asyncio
+import tracemalloc
 from types import SimpleNamespace
 from typing import Any
 from unittest import mock
@@ -388,3 +389,26 @@ def test_forgetting_retired_holds_writes_a_tombstone_for_each_due_one_only() -> 
 
     _run(journal, scenario)
     assert journal.entries == [("changelog", b"SKU-1\x00o1|L1", None)]
+
+
+def test_a_table_value_takes_the_memory_of_its_length_not_of_the_buffer_it_was_encoded_in() -> None:
+    journal = Journal()
+    kept: list[int] = []
+
+    async def scenario(table: KeyedTable, topic: Any) -> None:
+        tracemalloc.start()
+        try:
+            values = [orjson.dumps(["short", 2, None, None, False, n]) for n in range(2_000)]  # 4 KB buffers
+            async with Step(table):
+                for n, value in enumerate(values):
+                    table.set(f"k{n}".encode(), value)
+            del values, value
+            # what this file allocated and is still alive: the keys, and the encoder's buffers if kept
+            here = tracemalloc.take_snapshot().filter_traces([tracemalloc.Filter(True, __file__)])
+            kept.append(sum(stat.size for stat in here.statistics("filename")))
+        finally:
+            tracemalloc.stop()
+        assert table.get(b"k7") == orjson.dumps(["short", 2, None, None, False, 7])
+
+    _run(journal, scenario)
+    assert kept[0] < 2_000 * 512, f"{kept[0] / 2_000:.0f} bytes kept per 32-byte value"
