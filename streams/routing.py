@@ -356,9 +356,6 @@ def _route(
             request, rules, market, node, region.name, lines, taken, now_ms, capacity_share
         )
         passed += carriers_passed
-        if shipment is None:
-            holds.append(HoldReason("no_carrier", f"no carrier can take the parcel from {warehouse}: see passed_over"))
-            continue
         if isinstance(shipment, HoldReason):
             holds.append(shipment)
             continue
@@ -398,8 +395,8 @@ def _ship(
     workload: Workload,
     now_ms: int,
     share: Share,
-) -> tuple[Shipment | HoldReason | None, list[Passed]]:
-    """The cheapest carrier from ``node`` and its first slot with room; None: no carrier; a HoldReason: no room."""
+) -> tuple[Shipment | HoldReason, list[Passed]]:
+    """The cheapest carrier from ``node`` and its first slot with room, or why not (no carrier, no room)."""
     weight = _weight(lines, rules, request.market)
     zone = node.zones[region]
     passed: list[Passed] = []
@@ -411,7 +408,7 @@ def _ship(
         else:
             eligible.append((_cost(carrier, weight, request.is_cod), carrier.service_days, carrier.id, carrier))
     if not eligible:
-        return None, passed
+        return HoldReason("no_carrier", f"no carrier can take the parcel from {node.id}: see passed_over"), passed
     eligible.sort(key=lambda e: e[:3])
     cost, days, _, chosen = eligible[0]
     for other_cost, other_days, other_id, _c in eligible[1:]:
