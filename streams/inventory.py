@@ -22,9 +22,9 @@ the one it follows leaves a mark that the later one respects:
 A hold that holds no units any more (short, released, shipped, returned) still answers for its id,
 but it does not stay in the SKU's value: ``retire`` takes it out after each command, the agent keeps
 it in a table of its own, and ``past`` finds it again when a command names it. So the value a step
-rewrites is the size of what is held now, not of every order the SKU ever saw: in a flash sale with
-ten times the demand, a hot SKU's refused holds alone ran to tens of thousands, rewritten whole on
-every step.
+rewrites is the size of what is held now, not of every order the SKU ever saw: the 100 x 1,000 flash
+sale with ten times the demand retired 733,604 holds, some 7,300 per SKU, which the value would
+otherwise have carried and rewritten whole on every step.
 
 Invariant (tests/unit/test_inventory.py checks it after every step): per warehouse, ``reserved`` is
 the sum of the held units, and a reservation is granted only while ``reserved <= on_hand + cap``. A
