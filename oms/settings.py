@@ -82,6 +82,13 @@ class Settings(BaseSettings):
     agent_batch_wait_ms: float = Field(
         default=50.0, gt=0, le=10_000, description="...or fewer when no more arrive within this wait."
     )
+    agent_step_max_bytes: int = Field(
+        default=256 * 1024,
+        ge=1,
+        le=1 << 30,
+        description="Input bytes the orders and inventory agents apply per step, at least one record: the rest "
+        "of what they took goes in further steps, so under a backlog decisions leave steadily, not in bursts.",
+    )
     sink_batch_rows: int = Field(default=5000, ge=1, le=1_000_000, description="Flush a sink batch at this size.")
     sink_flush_seconds: float = Field(default=1.0, gt=0, le=60, description="...or at this age.")
     log_level: Literal["debug", "info", "warning", "error"] = Field(default="info")

@@ -304,7 +304,7 @@ def register_orders(app: faust.App, settings: Settings, rules: RulesHolder) -> A
     in_order = safe_ack.in_order(app, "orders")  # each partition's records applied once, in offset order
 
     async def orders_agent(stream: StreamT[bytes]) -> AsyncIterator[int]:
-        async for batch in _steps(stream, settings):
+        async for batch in _steps(stream, settings, settings.agent_step_max_bytes):
             async with lock, Step(*tables, events=batch, order=in_order, upstream=lifecycle_tables) as step:
                 batches = command_batches(settings.partitions)
                 sent = sum(apply(step, batches, event) for event in step.events)
@@ -562,7 +562,7 @@ def register_inventory(app: faust.App, settings: Settings) -> Any:
     in_order = safe_ack.in_order(app, "inventory")  # each partition's records applied once, in offset order
 
     async def inventory_agent(stream: StreamT[bytes]) -> AsyncIterator[int]:
-        async for batch in _steps(stream, settings):
+        async for batch in _steps(stream, settings, settings.agent_step_max_bytes):
             # the retired holds are written first: a crash between the two leaves the SKU's value as it
             # was, whose holds answer before any retired copy, and the re-read command applies again
             async with lock, Step(history, events=batch, order=in_order, upstream=(table,)) as step:
@@ -633,16 +633,41 @@ async def publish(messages: list[tuple[Any, bytes, bytes]]) -> None:
         await asyncio.gather(*futures)
 
 
-def _steps(stream: StreamT[bytes], settings: Settings) -> AsyncIterator[Sequence[EventT[bytes]]]:
-    """The agent's input in steps: up to ``agent_batch_max`` records, or what came within the wait.
+async def _steps(
+    stream: StreamT[bytes], settings: Settings, max_bytes: int | None = None
+) -> AsyncIterator[Sequence[EventT[bytes]]]:
+    """The agent's input in steps: up to ``agent_batch_max`` records, or what came within the wait; with
+    ``max_bytes``, what was taken is applied in consecutive steps of at most that many value bytes.
 
-    faust acks a step's records after the agent's body for the step has run (``take_events``), so an
-    offset is committed only once its step's outputs and state are in Kafka.
+    faust acks the records it handed over once the agent asks for more (``take_events``), that is after
+    the agent's body has run for every step of them, so an offset is committed only once its step's
+    outputs and state are in Kafka. Under a backlog an orders-agent step of 500 order-change batches held
+    tens of thousands of changes, and its decisions left in bursts seconds apart (``max_bytes``).
     """
-    steps: AsyncIterator[Sequence[EventT[bytes]]] = cast(Any, stream).take_events(  # not in StreamT's stubs
+    taken: AsyncIterator[Sequence[EventT[bytes]]] = cast(Any, stream).take_events(  # not in StreamT's stubs
         settings.agent_batch_max, settings.agent_batch_wait_ms / 1000
     )
-    return steps
+    async for batch in taken:
+        if max_bytes is None:
+            yield batch
+        else:
+            for part in by_size(batch, max_bytes):
+                yield part
+
+
+def by_size(events: Sequence[EventT[bytes]], max_bytes: int) -> list[Sequence[EventT[bytes]]]:
+    """``events`` in consecutive runs of at most ``max_bytes`` value bytes, each at least one record."""
+    runs: list[Sequence[EventT[bytes]]] = []
+    start, size = 0, 0
+    for i, event in enumerate(events):
+        length = len(event.value) if isinstance(event.value, bytes | bytearray) else 0
+        if i > start and size + length > max_bytes:
+            runs.append(events[start:i])
+            start, size = i, 0
+        size += length
+    if start < len(events):
+        runs.append(events[start:])
+    return runs
 
 
 class Step:
