@@ -27,6 +27,7 @@ from schemas.codec import CodecError
 from schemas.order import DeadLetter, OrderChange, OrderEvent, StockAdjustment, decode_changes, encode_change_batch
 from streams import allocation, inventory, lifecycle, routing, routing_records, routing_state, safe_ack, stock_records
 from streams.adapters.base import RawInput
+from streams.isolation import OwnLogicFailed, isolating, own_logic
 from streams.normalize import dead_letter, normalize
 from streams.routing_rules import RulesHolder
 from streams.routing_state import request_of_order
@@ -272,26 +273,35 @@ def register_orders(app: faust.App, settings: Settings, rules: RulesHolder) -> A
         record(out, batches, key, state, before, sent, order, action)
         return len(sent)
 
-    def apply(out: Step, batches: CommandBatches, event: EventT[bytes]) -> int:
-        """One input record of the agent: its outputs and commands into ``out``; the commands counted."""
-        key = event.key if isinstance(event.key, bytes) else b""
+    def items_of(out: Step, event: EventT[bytes]) -> list[OrderChange | routing_state.Action | inventory.Decision]:
+        """An input record's items: its changes, its operator action or its reserve answers; none if it
+        cannot be decoded (a dead letter with its bytes goes into ``out``)."""
         topic = event.message.topic
         try:
             if topic == changes_name:  # one change, or a normalize step's batch for this partition
-                changes = decode_changes(event.value)
-            elif topic == actions_name:
-                action = routing_records.decode_action(event.value)
-            else:  # one reserve answer, or an inventory step's batch for this partition
-                decisions = stock_records.decode_decisions(event.value)
+                return list(decode_changes(event.value))
+            if topic == actions_name:
+                return [routing_records.decode_action(event.value)]
+            return list(stock_records.decode_decisions(event.value))  # one answer, or an inventory step's batch
         except (CodecError, ValueError, TypeError) as exc:
             stage = lifecycle.STAGE if topic == changes_name else "allocation"
             out.send(*_undecodable(dead, event, settings, stage, exc))
-            return 0
-        if topic == changes_name:
-            return sum(change_of(out, batches, change) for change in changes)
-        if topic == actions_name:
-            return allocate(out, batches, key, action=action)
-        return sum(allocate(out, batches, d.order_key.encode(), decision=d) for d in decisions)
+            return []
+
+    def apply_item(
+        out: Step, batches: CommandBatches, key: bytes, item: OrderChange | routing_state.Action | inventory.Decision
+    ) -> int:
+        """One item of a record (``key``: the record's): its outputs and commands into ``out``; the commands counted."""
+        if isinstance(item, routing_state.Action):
+            return allocate(out, batches, key, action=item)
+        if isinstance(item, inventory.Decision):
+            return allocate(out, batches, item.order_key.encode(), decision=item)
+        return change_of(out, batches, item)
+
+    def apply(out: Step, batches: CommandBatches, event: EventT[bytes]) -> int:
+        """One input record of the agent: its outputs and commands into ``out``; the commands counted."""
+        key = event.key if isinstance(event.key, bytes) else b""
+        return sum(apply_item(out, batches, key, item) for item in items_of(out, event))
 
     def change_of(out: Step, batches: CommandBatches, change: OrderChange) -> int:
         key = change.order_key.encode()
@@ -303,13 +313,33 @@ def register_orders(app: faust.App, settings: Settings, rules: RulesHolder) -> A
 
     in_order = safe_ack.in_order(app, "orders")  # each partition's records applied once, in offset order
 
-    async def orders_agent(stream: StreamT[bytes]) -> AsyncIterator[int]:
-        async for batch in _steps(stream, settings, settings.agent_step_max_bytes):
-            async with lock, Step(*tables, events=batch, order=in_order, upstream=lifecycle_tables) as step:
+    async def run(events: Sequence[EventT[bytes]]) -> int:
+        """One step of the agent over ``events``."""
+        async with lock, Step(*tables, events=events, order=in_order, upstream=lifecycle_tables) as step:
+            with own_logic():
                 batches = command_batches(settings.partitions)
                 sent = sum(apply(step, batches, event) for event in step.events)
                 batches.send(step, commands)
-            yield sent
+        return sent
+
+    async def take_apart(event: EventT[bytes], failed: OwnLogicFailed) -> int:
+        """A record whose step fails alone: each item in a step of its own, a failing one dead-lettered."""
+
+        async def one(n: int, item: OrderChange | routing_state.Action | inventory.Decision) -> int:
+            async with Step(*tables, upstream=lifecycle_tables) as step:
+                with own_logic():
+                    batches = command_batches(settings.partitions)
+                    sent = apply_item(step, batches, key, item)
+                    batches.send(step, commands)
+            return sent
+
+        key = event.key if isinstance(event.key, bytes) else b""
+        async with lock, Step(events=[event], order=in_order) as settle:
+            return await _items_apart(settle, event, items_of(settle, event), one, dead, settings, "orders")
+
+    async def orders_agent(stream: StreamT[bytes]) -> AsyncIterator[int]:
+        async for batch in _steps(stream, settings, settings.agent_step_max_bytes):
+            yield await isolating(batch, run, take_apart, "orders")
 
     @timers.every(settings.pending_check_s, "expire-pending-updates")
     async def expire_pending() -> None:
@@ -511,21 +541,23 @@ def register_inventory(app: faust.App, settings: Settings) -> Any:
         None: int(settings.retired_hold_keep_h * 3_600_000),
     }
 
-    def apply(out: Step, replies: Batches[inventory.Decision], event: EventT[bytes]) -> int:
-        """One record: a stock command, a batch of them, or an adjustment; moves into ``out``, answers into
-        ``replies`` (sent once per step, a record per partition of reservations.v1)."""
-        items: list[allocation.StockCommand | StockAdjustment]
+    def items_of(out: Step, event: EventT[bytes]) -> list[allocation.StockCommand | StockAdjustment]:
+        """A record's items: a stock command, a batch of them, or an adjustment; none if it cannot be
+        decoded (a dead letter with its bytes goes into ``out``)."""
         try:
             if event.message.topic == commands_name:
-                items = list(stock_records.decode_commands(event.value))
-            else:
-                items = [StockAdjustment.decode(event.value)]
+                return list(stock_records.decode_commands(event.value))
+            return [StockAdjustment.decode(event.value)]
         except (CodecError, ValueError) as exc:
             out.send(*_undecodable(dead, event, settings, "inventory", exc))
-            return 0
-        if len(items) == 1:
-            return apply_one(out, replies, event, items[0], None)
-        return sum(apply_one(out, replies, event, item, n) for n, item in enumerate(items))
+            return []
+
+    def apply(out: Step, replies: Batches[inventory.Decision], event: EventT[bytes]) -> int:
+        """One record: moves into ``out``, answers into ``replies`` (sent once per step, a record per
+        partition of reservations.v1); the moves counted."""
+        items = items_of(out, event)
+        alone = len(items) == 1
+        return sum(apply_one(out, replies, event, item, None if alone else n) for n, item in enumerate(items))
 
     def apply_one(
         out: Step,
@@ -542,12 +574,7 @@ def register_inventory(app: faust.App, settings: Settings) -> Any:
             decision, moves = _apply(stock, item)
         except ValueError as exc:  # refused before any change (SkuStock raises first): nothing to write
             what = item.hold_id if isinstance(item, allocation.StockCommand) else item.adjustment_id
-            raw = raw_input_of(event, prefix)
-            if n is not None and isinstance(item, allocation.StockCommand):  # its own bytes, not the batch's
-                raw = dataclasses.replace(raw, value=stock_records.encode_command(item), key=key)
-            letter = dead_letter(raw, settings.tenant, "invalid_command", f"{what}: {exc}", "inventory")
-            if n is not None:
-                letter = letter.model_copy(update={"dead_letter_id": f"{letter.dead_letter_id}:{n}"})
+            letter = _item_letter(event, settings, "inventory", "invalid_command", f"{what}: {exc}", item, n)
             out.send(*_dead_out(dead, letter))
             return 0
         for move in moves:
@@ -561,15 +588,35 @@ def register_inventory(app: faust.App, settings: Settings) -> Any:
 
     in_order = safe_ack.in_order(app, "inventory")  # each partition's records applied once, in offset order
 
-    async def inventory_agent(stream: StreamT[bytes]) -> AsyncIterator[int]:
-        async for batch in _steps(stream, settings, settings.agent_step_max_bytes):
-            # the retired holds are written first: a crash between the two leaves the SKU's value as it
-            # was, whose holds answer before any retired copy, and the re-read command applies again
-            async with lock, Step(history, events=batch, order=in_order, upstream=(table,)) as step:
+    async def run(events: Sequence[EventT[bytes]]) -> int:
+        """One step of the agent over ``events``."""
+        # the retired holds are written first: a crash between the two leaves the SKU's value as it
+        # was, whose holds answer before any retired copy, and the re-read command applies again
+        async with lock, Step(history, events=events, order=in_order, upstream=(table,)) as step:
+            with own_logic():
                 replies = answer_batches(settings.partitions)
                 moved = sum(apply(step, replies, event) for event in step.events)
                 replies.send(step, answers)
-            yield moved
+        return moved
+
+    async def take_apart(event: EventT[bytes], failed: OwnLogicFailed) -> int:
+        """A record whose step fails alone: each item in a step of its own, a failing one dead-lettered."""
+        async with lock, Step(events=[event], order=in_order) as settle:
+            items = items_of(settle, event)
+
+            async def one(n: int, item: allocation.StockCommand | StockAdjustment) -> int:
+                async with Step(history, upstream=(table,)) as step:
+                    with own_logic():
+                        replies = answer_batches(settings.partitions)
+                        moved = apply_one(step, replies, event, item, None if len(items) == 1 else n)
+                        replies.send(step, answers)
+                return moved
+
+            return await _items_apart(settle, event, items, one, dead, settings, "inventory")
+
+    async def inventory_agent(stream: StreamT[bytes]) -> AsyncIterator[int]:
+        async for batch in _steps(stream, settings, settings.agent_step_max_bytes):
+            yield await isolating(batch, run, take_apart, "inventory")
 
     @timers.every(RETIRED_HOLDS_CHECK_S, "forget-retired-holds")
     async def forget_retired() -> None:
@@ -963,6 +1010,72 @@ def _undecodable(
     """A record an agent cannot decode: a dead letter with its original bytes, to send."""
     raw = raw_input_of(event, settings.topic_prefix)
     return _dead_out(dead, dead_letter(raw, settings.tenant, "undecodable", str(exc), stage=stage))
+
+
+#: An item of an agent's input record: an order change, an operator action, a reserve answer, a stock
+#: command or adjustment.
+Item = OrderChange | routing_state.Action | inventory.Decision | allocation.StockCommand | StockAdjustment
+
+
+def _item_bytes(item: Item) -> tuple[bytes, bytes]:
+    """An item as a record of its own (key, value): what its source topic would hold had it come alone."""
+    if isinstance(item, routing_state.Action):
+        return item.order_key.encode(), routing_records.encode_action(item)
+    if isinstance(item, inventory.Decision):
+        return item.order_key.encode(), stock_records.encode_decision(item)
+    if isinstance(item, allocation.StockCommand):
+        return item.sku.encode(), stock_records.encode_command(item)
+    if isinstance(item, StockAdjustment):
+        return item.sku.encode(), item.encode()
+    return item.order_key.encode(), item.encode()
+
+
+def _item_letter(
+    event: EventT[bytes], settings: Settings, stage: str, code: str, reason: str, item: Item, n: int | None
+) -> DeadLetter:
+    """A dead letter for one item of a record: the record itself if it is alone (``n`` None), else the
+    item's own bytes and key, with ``:n`` (its place in the batch) on the record's dead-letter id."""
+    raw = raw_input_of(event, settings.topic_prefix)
+    if n is not None:
+        key, value = _item_bytes(item)
+        raw = dataclasses.replace(raw, value=value, key=key)
+    letter = dead_letter(raw, settings.tenant, code, reason, stage)
+    if n is not None:
+        letter = letter.model_copy(update={"dead_letter_id": f"{letter.dead_letter_id}:{n}"})
+    return letter
+
+
+async def _items_apart(
+    settle: Step,
+    event: EventT[bytes],
+    items: Sequence[T],
+    one: Callable[[int, T], Awaitable[int]],
+    dead: Any,
+    settings: Settings,
+    agent: str,
+) -> int:
+    """A record whose step failed alone (streams/isolation.py), inside ``settle``, the step over that record
+    alone: each item applied by ``one`` in a step of its own; one whose own logic fails again becomes a
+    dead letter (sent, and the record's offset moved on, when ``settle`` ends). Items applied before a
+    crash are applied again when the record is read again: the agents take a repeated item as a
+    duplicate."""
+    if not settle.events:
+        return 0  # not this record's turn (InOrder): it is read again
+    done = 0
+    for n, item in enumerate(items):
+        try:
+            done += await one(n, item)
+        except OwnLogicFailed as failed:
+            where = f"{event.message.topic}[{event.message.partition}]@{event.message.offset}"
+            reason = (
+                f"the {agent} agent raised {failed} on this {'item of ' if len(items) > 1 else ''}record "
+                f"({where}); its step was undone and the rest went on. Fix the cause (the worker log has the "
+                "traceback), then `oms dlq replay --id <dead letter id>`"
+            )
+            letter = _item_letter(event, settings, agent, "processing_failed", reason, cast(Item, item),
+                                  n if len(items) > 1 else None)  # fmt: skip
+            settle.send(*_dead_out(dead, letter))
+    return done
 
 
 def _dead_out(dead: Any, letter: DeadLetter) -> tuple[Any, bytes, bytes]:
