@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
@@ -435,8 +436,13 @@ def _partition_key(table: KeyedTable, stem: bytes, partition: int) -> bytes:
     return partition_key(stem, partition, table.partitions)
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def key_partition(key: bytes, partitions: int) -> int:
-    """Kafka's default partition of ``key`` (murmur2), as our producers and KeyedTable compute it."""
+    """Kafka's default partition of ``key`` (murmur2), as our producers and KeyedTable compute it.
+
+    Remembered for the 65,536 latest keys: aiokafka's murmur2 is pure Python (about 8 us a key here),
+    and a step asks it several times per order (each table the order touches, each command batch) and
+    per SKU on every command."""
     return int((murmur2(key) & 0x7FFFFFFF) % partitions)
 
 
