@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from streams.bundles import Bundles
@@ -126,6 +126,20 @@ class Settings(BaseSettings):
         description="How long the stock remembers a shipped hold, so a return that passes quality check puts its "
         "units back once. A restock after that is held as early and never applied.",
     )
+    closed_order_keep_days: float = Field(
+        default=7.0,
+        gt=0,
+        description="How long the orders agent keeps the whole allocation of a closed order (delivered, completed, "
+        "cancelled, returned, or refused or expired holding nothing); then only when it closed is kept: later "
+        "changes of the order are still published to orders.v1 but move no stock.",
+    )
+    order_forget_days: float = Field(
+        default=90.0,
+        gt=0,
+        description="How long after it closed the orders agent forgets an order altogether (its lifecycle state "
+        "too). A delivery of that order after this is taken as a new order: keep it longer than any channel "
+        "re-sends an order. At least OMS_CLOSED_ORDER_KEEP_DAYS.",
+    )
     channel_stock_rules: str = Field(
         default="",
         description="The channel stock rules (TOML): buffer, share, max, warehouses and API quota per channel, "
@@ -208,6 +222,14 @@ class Settings(BaseSettings):
     def _identifier(cls, value: str) -> str:
         if not _IDENTIFIER.match(value):
             raise ValueError(f"use letters, digits and _ (not starting with a digit), got {value!r}")
+        return value
+
+    @field_validator("order_forget_days")
+    @classmethod
+    def _forget_after_keep(cls, value: float, info: ValidationInfo) -> float:
+        keep = info.data.get("closed_order_keep_days")
+        if keep is not None and value < keep:
+            raise ValueError(f"must be at least OMS_CLOSED_ORDER_KEEP_DAYS ({keep:g}), got {value:g}")
         return value
 
     @field_validator("short_policy")

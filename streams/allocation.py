@@ -28,6 +28,7 @@ changes what an order holds.
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,6 +43,11 @@ from streams.inventory import Decision, HoldState, order_key_of
 SHIPPED = frozenset({OrderStatus.SHIPPED, OrderStatus.DELIVERED, OrderStatus.COMPLETED, OrderStatus.RETURNED})
 #: answers that mean nothing is held for a hold
 UNHELD = frozenset({HoldState.SHORT, HoldState.RELEASED})
+#: statuses after which no change of the order moves stock or routes it (a return waits for a quality check)
+DONE = frozenset({OrderStatus.DELIVERED, OrderStatus.COMPLETED, OrderStatus.CANCELLED, OrderStatus.RETURNED})
+#: when a stored allocation closed, its first field: ``"closed":ms`` in a full one, ``"settled":ms`` settled
+_CLOSED_AT = re.compile(rb'\{"(?:closed|settled)":(\d+)')
+_SETTLED = b'{"settled":'
 
 
 class ShortPolicy(enum.StrEnum):
@@ -107,11 +113,41 @@ class Allocation:
     asked: Outcome | None = None
     #: the holds ``_ask_fate`` asked about (an answer for another hold is an ordinary first answer)
     asking: tuple[str, ...] = ()
+    #: since when the order is ``closed`` (epoch ms, the orders agent's clock), else None
+    closed_ms: int | None = None
+
+    @property
+    def closed(self) -> bool:
+        """Nothing more moves stock or routes this order: it was delivered, completed, cancelled or returned,
+        or it holds nothing (refused, expired, cancelled), with every answer in."""
+        if self.outcome is Outcome.PENDING or self.asked is not None:
+            return False
+        return self.status in DONE or self.outcome in (Outcome.REJECTED, Outcome.EXPIRED, Outcome.CANCELLED)
+
+    def mark_closed(self, now_ms: int) -> None:
+        """Keep ``closed_ms`` true to ``closed``: set when the order closes, cleared if it opens again."""
+        self.closed_ms = (self.closed_ms or now_ms) if self.closed else None
+
+    @staticmethod
+    def settled(closed_ms: int) -> bytes:
+        """What a closed allocation is replaced with once kept long enough: when it closed, nothing else."""
+        return _SETTLED + str(closed_ms).encode() + b"}"
+
+    @staticmethod
+    def is_settled(data: bytes) -> bool:
+        return data.startswith(_SETTLED)
+
+    @staticmethod
+    def closed_at(data: bytes) -> int | None:
+        """When a stored allocation (full or settled) closed, without decoding it; None if it is open."""
+        found = _CLOSED_AT.match(data)
+        return int(found.group(1)) if found else None
 
     def to_bytes(self) -> bytes:
         """The table value: compact JSON (internal state, not a topic contract)."""
         return orjson.dumps(
             {
+                **({"closed": self.closed_ms} if self.closed_ms is not None else {}),  # first: ``closed_at``
                 "order_key": self.order_key,
                 "policy": self.policy.value,
                 "lines": {hold: [sku, qty] for hold, (sku, qty) in self.lines.items()},
@@ -142,6 +178,7 @@ class Allocation:
             routing=doc.get("rt"),
             asked=Outcome(doc["asked"]) if doc.get("asked") else None,
             asking=tuple(doc.get("asking", ())),
+            closed_ms=doc.get("closed"),
         )
 
     @staticmethod

@@ -223,7 +223,8 @@ def register_orders(app: faust.App, settings: Settings, rules: RulesHolder) -> A
         load_key = _partition_key(loads, b"~workload", loads.partition(key))
         workload = routing.Workload.from_bytes(loads.get(load_key) if route.may_route(action) else None)
         share = routing.Share(loads.partition(key), settings.partitions)
-        step = route.step(rules.rules, workload, _now_ms(), share, action)  # the timer reloads
+        now = _now_ms()
+        step = route.step(rules.rules, workload, now, share, action)  # the timer reloads
         if step is not None and step.outcome == "cancelled" and step.actor:
             released = state.on_operator_cancel()
             log.info("order %s cancelled by %s: %d holds released", key.decode(), step.actor, len(released))
@@ -236,6 +237,7 @@ def register_orders(app: faust.App, settings: Settings, rules: RulesHolder) -> A
         if step is not None:
             out.send(routed, key, routing_records.encode_step(step))
         state.routing = route.to_dict()
+        state.mark_closed(now)
         table.set(key, state.to_bytes())
         if state.expires_at_ms is None:
             deadlines.delete(key)
@@ -255,6 +257,8 @@ def register_orders(app: faust.App, settings: Settings, rules: RulesHolder) -> A
     ) -> int:
         """A canonical state, a reserve answer or an operator's action for the order: the commands counted."""
         stored = table.get(key)
+        if stored is not None and allocation.Allocation.is_settled(stored):
+            return 0  # closed OMS_CLOSED_ORDER_KEEP_DAYS ago: its changes are published, they move no stock
         if action is not None and not stored:
             log.warning("hold action %s for unknown order %s: ignored", action.action_id, key.decode())
             return 0
@@ -381,6 +385,22 @@ def register_orders(app: faust.App, settings: Settings, rules: RulesHolder) -> A
                     log.info("unpaid order %s expired: %d holds released", key.decode(), len(sent))
                 record(step, batches, key, state, before, sent)
             batches.send(step, commands)
+
+    keep_ms = int(settings.closed_order_keep_days * 86_400_000)
+    forget_ms = int(settings.order_forget_days * 86_400_000)
+
+    @timers.every(CLOSED_ORDERS_CHECK_S, "settle-closed-orders")
+    async def settle_closed() -> None:
+        """Closed orders: the allocation settled after OMS_CLOSED_ORDER_KEEP_DAYS, all of the order forgotten
+        after OMS_ORDER_FORGET_DAYS."""
+        # forgetting: the lifecycle state goes first, so a crash between leaves the settled allocation,
+        # which keeps a re-delivered order from reserving stock again
+        async with Step(*lifecycle_tables, upstream=tables):
+            settled, forgotten = ClosedOrders(table, deadlines, lifecycle_tables).settle(
+                table.active_items(app, changes_name), _now_ms(), keep_ms, forget_ms
+            )
+        if settled or forgotten:
+            log.info("closed orders: %d allocations settled, %d orders forgotten", settled, forgotten)
 
     return app.agent(source, name="orders")(orders_agent)
 
@@ -950,6 +970,44 @@ class KeyedTable:
     def owned(self, app: faust.App, source_topic: str) -> frozenset[int]:
         """The partitions this worker owns (not its standby copies)."""
         return frozenset(tp.partition for tp in app.assignor.assigned_actives() if tp.topic == source_topic)
+
+
+#: How often the orders agent looks for closed orders to settle or forget.
+CLOSED_ORDERS_CHECK_S = 600.0
+
+
+class ClosedOrders:
+    """What the orders agent keeps of a closed order (``allocation.Allocation.closed``), and for how long.
+
+    In the full flash sale every order kept about 1.4 KB of table values (allocation ~850 bytes, lifecycle
+    ~510) for good, and a worker's memory and restore time grew with every order it ever saw. Once an
+    order has been closed for the keep time, its allocation is replaced by when it closed (``settled``,
+    about 25 bytes): the lifecycle still publishes the order's later changes (a return, a late status), and
+    the agent moves no stock for them. After the forget time the order is dropped altogether, so a
+    delivery of it after that is a new order.
+    """
+
+    def __init__(self, allocations: KeyedTable, deadlines: KeyedTable, lifecycle: Sequence[KeyedTable]) -> None:
+        self.allocations, self.deadlines, self.lifecycle = allocations, deadlines, lifecycle
+
+    def settle(
+        self, items: Iterable[tuple[bytes, bytes]], now_ms: int, keep_ms: int, forget_ms: int
+    ) -> tuple[int, int]:
+        """Settle or forget the due ones among ``items`` (the allocations this worker owns); how many of each."""
+        settled = forgotten = 0
+        for key, raw in items:
+            closed = allocation.Allocation.closed_at(raw)
+            if closed is None or now_ms - closed < keep_ms:
+                continue
+            if now_ms - closed >= forget_ms:
+                for table in (*self.lifecycle, self.allocations, self.deadlines):
+                    table.delete(key)
+                forgotten += 1
+            elif not allocation.Allocation.is_settled(raw):
+                self.allocations.set(key, allocation.Allocation.settled(closed))
+                self.deadlines.delete(key)
+                settled += 1
+        return settled, forgotten
 
 
 #: How often the inventory looks for retired holds to forget.
