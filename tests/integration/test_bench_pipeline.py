@@ -43,6 +43,9 @@ def test_bench_pipeline_loads_with_locust_verifies_and_writes_every_result(
     (series,) = tmp_path.glob("pipeline-*-series.json")
     rows = json.loads(series.read_text())
     assert rows["per_second"] and rows["per_second"][-1]["produced"] == numbers["deliveries_sent"]
+    # orders routed per second by the worker's decision time, each once: at least those timed raw to routing
+    routed = sum(row["n"] for row in rows["routed_per_second"])
+    assert numbers["raw_to_routing_ms.count"] <= routed <= numbers["orders"]
     assert list(tmp_path.glob("pipeline-*.png")), "the chart of throughput, latency and lag"
     assert list(tmp_path.glob("pipeline-*.md"))
 
