@@ -133,6 +133,9 @@ class Settings(BaseSettings):
         "cancelled, returned, or refused or expired holding nothing); then only when it closed is kept: later "
         "changes of the order are still published to orders.v1 but move no stock.",
     )
+    closed_order_check_s: float = Field(
+        default=600.0, gt=0, le=86400, description="How often closed orders are looked for to settle or forget."
+    )
     order_forget_days: float = Field(
         default=90.0,
         gt=0,

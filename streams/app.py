@@ -389,7 +389,7 @@ def register_orders(app: faust.App, settings: Settings, rules: RulesHolder) -> A
     keep_ms = int(settings.closed_order_keep_days * 86_400_000)
     forget_ms = int(settings.order_forget_days * 86_400_000)
 
-    @timers.every(CLOSED_ORDERS_CHECK_S, "settle-closed-orders")
+    @timers.every(settings.closed_order_check_s, "settle-closed-orders")
     async def settle_closed() -> None:
         """Closed orders: the allocation settled after OMS_CLOSED_ORDER_KEEP_DAYS, all of the order forgotten
         after OMS_ORDER_FORGET_DAYS."""
@@ -970,10 +970,6 @@ class KeyedTable:
     def owned(self, app: faust.App, source_topic: str) -> frozenset[int]:
         """The partitions this worker owns (not its standby copies)."""
         return frozenset(tp.partition for tp in app.assignor.assigned_actives() if tp.topic == source_topic)
-
-
-#: How often the orders agent looks for closed orders to settle or forget.
-CLOSED_ORDERS_CHECK_S = 600.0
 
 
 class ClosedOrders:
