@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any, NamedTuple
+from unittest import mock
 
 
 class FakeMessage:
@@ -45,3 +48,43 @@ class FakeMessage:
 
     def error(self) -> Any:
         return self._error
+
+
+class Sent(NamedTuple):
+    """A record as ``streams.app.send_record`` would hand it to Kafka (value None: a changelog deletion)."""
+
+    topic: str
+    key: bytes
+    value: Any
+
+
+class Producer:
+    """``streams.app.send_record`` faked: each record kept in order and acknowledged at once."""
+
+    def __init__(self) -> None:
+        self.sent: list[Sent] = []
+
+    async def send(
+        self, app: Any, topic: str, key: bytes, value: bytes | None, partition: int | None = None
+    ) -> asyncio.Future[None]:
+        self.sent.append(Sent(topic, key, value))
+        acked: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        acked.set_result(None)  # what publish() awaits: the broker's acknowledgement
+        return acked
+
+
+def run_agent(name: str, scenario: Callable[[Any, Any], Awaitable[None]], settings: Any = None) -> list[Sent]:
+    """Run ``scenario(app, agent)`` on agent ``name`` in faust's test_context (no broker); what it sent, in order."""
+    from oms.settings import Settings
+    from streams.app import create_app
+
+    producer = Producer()
+
+    async def main() -> None:
+        app = create_app(settings or Settings())
+        with mock.patch("streams.app.send_record", side_effect=producer.send):
+            async with app.agents[name].test_context() as agent:
+                await asyncio.wait_for(scenario(app, agent), timeout=10)
+
+    asyncio.run(main())
+    return producer.sent

@@ -20,8 +20,8 @@ from streams.allocation import Allocation, Outcome, ShortPolicy, Verb
 from streams.app import ClosedOrders, KeyedTable, Step, create_app
 from streams.inventory import Decision, HoldState
 from streams.stock_records import decode_commands, encode_decision
+from tests.unit.fakes import Producer, run_agent
 from tests.unit.test_allocation import _order
-from tests.unit.test_isolation import _run as run_agent
 
 pytestmark = pytest.mark.usefixtures("clean_env")
 DAY = 86_400_000
@@ -76,21 +76,8 @@ def test_stored_forms_say_when_they_closed_without_being_decoded() -> None:
     assert not Allocation.is_settled(open_order.to_bytes())
 
 
-class Changelogs:
-    """``streams.app.send_record`` for a step that only writes changelogs: each write, in order."""
-
-    def __init__(self) -> None:
-        self.writes: list[tuple[str, bytes, bytes | None]] = []
-
-    async def send(self, app: Any, topic: str, key: bytes, value: bytes | None, partition: int | None = None) -> Any:
-        self.writes.append((topic, key, value))
-        acked: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        acked.set_result(None)
-        return acked
-
-
 def test_closed_orders_are_settled_after_the_keep_time_and_forgotten_after_the_forget_time() -> None:
-    journal = Changelogs()
+    journal = Producer()
     now = 100 * DAY
 
     def closed(key: str, at: int | None) -> bytes:
@@ -128,7 +115,7 @@ def test_closed_orders_are_settled_after_the_keep_time_and_forgotten_after_the_f
             assert allocations.get(key) is None and state.get(key) is None and pending.get(key) is None
 
     asyncio.run(main())
-    writes = [(topic.split("-")[-2], key, value) for topic, key, value in journal.writes]
+    writes = [(topic.split("-")[-2], key, value) for topic, key, value in journal.sent]
     # the lifecycle's deletions reach Kafka first: a crash between keeps the settled marker, which stops a
     # re-delivered order from reserving again
     assert sorted(writes[:3]) == [("pending", b"old", None), ("state", b"old", None), ("state", b"old-full", None)]

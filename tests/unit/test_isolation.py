@@ -10,19 +10,18 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from types import SimpleNamespace
-from typing import Any, NamedTuple
+from typing import Any
 from unittest import mock
 
 import faust
 import pytest
 
-from oms.settings import Settings
 from schemas.order import DeadLetter, OrderEvent, decode_changes, encode_change_batch
 from streams import lifecycle
 from streams.allocation import StockCommand, Verb
-from streams.app import create_app
 from streams.isolation import OwnLogicFailed, isolating, own_logic
 from streams.stock_records import decode_command, decode_commands, decode_decisions, encode_command_batch
+from tests.unit.fakes import Sent, run_agent
 from tests.unit.test_allocation import _order
 
 pytestmark = pytest.mark.usefixtures("clean_env")
@@ -70,31 +69,8 @@ def test_isolating_lets_failures_outside_the_agents_logic_through() -> None:
         asyncio.run(isolating([_event(b"a")], run, take_apart, "test"))
 
 
-class Sent(NamedTuple):
-    topic: str
-    key: bytes
-    value: bytes
-
-
 def _run(agent_name: str, scenario: Callable[[faust.App, Any], Awaitable[None]]) -> list[Sent]:
-    sent: list[Sent] = []
-
-    async def fake_send(
-        app: Any, topic: str, key: bytes, value: bytes, partition: int | None = None
-    ) -> asyncio.Future[None]:
-        sent.append(Sent(topic, key, value))
-        acked: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        acked.set_result(None)
-        return acked
-
-    async def main() -> None:
-        app = create_app(Settings())
-        with mock.patch("streams.app.send_record", side_effect=fake_send):
-            async with app.agents[agent_name].test_context() as agent:
-                await asyncio.wait_for(scenario(app, agent), timeout=10)
-
-    asyncio.run(main())
-    return sent
+    return run_agent(agent_name, scenario)
 
 
 def _faulty_lifecycle(bad_key: str) -> Any:

@@ -16,8 +16,7 @@ import json
 from collections.abc import Awaitable, Callable
 from importlib import resources
 from types import SimpleNamespace
-from typing import Any, NamedTuple
-from unittest import mock
+from typing import Any
 
 import faust
 import pytest
@@ -25,15 +24,10 @@ import pytest
 from oms.settings import Settings
 from schemas.order import DeadLetter, OrderEvent
 from streams.app import create_app, raw_input_of
+from tests.unit.fakes import Sent, run_agent
 
 SAMPLE = resources.files("connectors").joinpath("samples", "shopee_order_detail.json").read_bytes()
 RECEIVED_AT = 1_795_824_070_000
-
-
-class Sent(NamedTuple):
-    topic: str
-    key: bytes
-    value: bytes
 
 
 pytestmark = pytest.mark.usefixtures("clean_env")
@@ -41,24 +35,7 @@ pytestmark = pytest.mark.usefixtures("clean_env")
 
 def _run(scenario: Callable[[faust.App, Any], Awaitable[None]], settings: Settings | None = None) -> list[Sent]:
     """Run scenario(app, agent-under-test); returns what the agent sent, serialized, in order."""
-    sent: list[Sent] = []
-
-    async def fake_send(
-        app: Any, topic: str, key: bytes, value: bytes, partition: int | None = None
-    ) -> asyncio.Future[None]:
-        sent.append(Sent(topic, key, value))
-        acked: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        acked.set_result(None)  # what publish() awaits: the broker's acknowledgement
-        return acked
-
-    async def main() -> None:
-        app = create_app(settings or Settings())
-        with mock.patch("streams.app.send_record", side_effect=fake_send):
-            async with app.agents["normalize"].test_context() as agent:
-                await asyncio.wait_for(scenario(app, agent), timeout=10)
-
-    asyncio.run(main())
-    return sent
+    return run_agent("normalize", scenario, settings)
 
 
 def _shopee(app: faust.App, agent: Any, prefix: str = "") -> None:
