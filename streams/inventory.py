@@ -284,8 +284,7 @@ class SkuStock:
         row = self.row(warehouse)
         if version <= row.snapshot_version:
             return []  # an older or repeated count never overwrites a newer one
-        row.snapshot_version = version
-        self.adjustments.add(adjustment_id)
+        row.snapshot_version = version  # the version is what makes a count apply once: its id is not kept
         return [self._move(warehouse, "snapshot", adjustment_id, on_hand=on_hand - row.on_hand)]
 
     def delta(self, adjustment_id: str, warehouse: str, delta: int, cause: str) -> list[Movement]:

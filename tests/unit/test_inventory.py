@@ -261,6 +261,18 @@ def test_an_older_snapshot_never_overwrites_a_newer_count() -> None:
     assert stock.rows["WH-A"].on_hand == 7
 
 
+def test_hourly_counts_for_a_year_do_not_grow_the_skus_value_and_a_repeated_delta_still_applies_once() -> None:
+    stock = SkuStock("SKU-1")
+    stock.snapshot("wms-0", "WH-A", 10, 1)
+    size = len(stock.to_bytes())
+    for hour in range(1, 24 * 365):  # a WMS that counts every hour: the version decides, no id is kept
+        stock.snapshot(f"wms-{hour}", "WH-A", 10 + hour % 3, hour + 1)
+    assert len(stock.to_bytes()) <= size + 8
+    assert stock.snapshot("wms-5", "WH-A", 99, 6) == []  # an old count repeated: still refused by its version
+    assert len(stock.delta("rcv-1", "WH-A", 5, "receipt")) == 1
+    assert stock.delta("rcv-1", "WH-A", 5, "receipt") == []  # a delta has no version: its id is kept
+
+
 def test_damage_below_what_is_held_stops_new_reservations_and_reports_the_shortfall() -> None:
     stock = SkuStock("SKU-1")
     stock.snapshot("wms-1", "WH-A", 4, 1)
