@@ -1,6 +1,6 @@
 """A record that makes an agent's own logic raise becomes a dead letter; the records around it go on.
 
-Pure parts (``by_size``, ``isolating``) with stand-in events, then the orders and inventory agents
+``isolating`` with stand-in events, then the orders and inventory agents
 through ``agent.test_context()`` (no broker), with ``streams.app.send_record`` replaced by a fake that
 records what would reach Kafka, and a fault planted in the agents' logic for one order or one SKU.
 """
@@ -16,6 +16,7 @@ from unittest import mock
 import faust
 import pytest
 
+import streams.app as app_module
 from schemas.order import DeadLetter, OrderEvent, decode_changes, encode_change_batch
 from streams import lifecycle
 from streams.allocation import StockCommand, Verb
@@ -114,9 +115,6 @@ def test_a_change_that_trips_the_orders_agent_is_a_dead_letter_and_the_others_in
 
 def test_a_command_that_trips_the_inventory_agent_is_a_dead_letter_and_the_others_are_answered() -> None:
     commands = [StockCommand(Verb.RESERVE, f"SKU-{n}", f"t1:shopee:{n}|0", 1, "order") for n in range(3)]
-
-    import streams.app as app_module
-
     real = app_module._apply
 
     def apply(stock: Any, item: Any) -> Any:
