@@ -422,6 +422,9 @@ class TableTimers:
     a timer here runs under the agent's lock and skips its turn while ``app.rebalancing``, and on every
     revoke the lock is taken once, so a timer's step ends with its outputs and changelog writes
     acknowledged before another worker can restore those partitions.
+
+    A timer that raises is logged and runs again at its next beat: faust would otherwise crash the
+    worker, and every agent with it, for a fault in one periodic task.
     """
 
     def __init__(self, app: faust.App, lock: asyncio.Lock) -> None:
@@ -438,8 +441,16 @@ class TableTimers:
         def register(step: TimerStep) -> TimerStep:
             async def guarded() -> None:
                 async with self.lock:
-                    if not self.app.rebalancing:  # else it skips a beat
+                    if self.app.rebalancing:
+                        return  # it skips a beat
+                    try:
                         await step()
+                    except Exception:  # its Step put the tables back: log it and try again next beat
+                        log.exception(
+                            "timer %s failed; what it changed was put back and it runs again in %g s. If this "
+                            "repeats, the traceback names the cause: fix it and restart the worker",
+                            name, seconds,
+                        )  # fmt: skip
 
             guarded.__name__ = guarded.__qualname__ = name
             self.app.timer(seconds, name=name)(guarded)

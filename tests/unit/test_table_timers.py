@@ -61,3 +61,24 @@ def test_a_revoke_waits_until_the_timer_step_in_flight_has_ended() -> None:
         return events
 
     assert asyncio.run(scenario()) == ["timer step ended", "revoke done"]
+
+
+def test_a_timer_that_raises_is_logged_and_runs_again_at_its_next_beat(caplog: pytest.LogCaptureFixture) -> None:
+    async def beats() -> list[str]:
+        app = create_app(Settings())
+        timers = TableTimers(app, asyncio.Lock())
+        seen: list[str] = []
+
+        @timers.every(60.0, "flaky-timer")
+        async def step() -> None:
+            seen.append("ran")
+            if len(seen) == 1:
+                raise ValueError("a value nobody foresaw")
+
+        await step()  # does not raise: faust would crash the worker
+        await step()
+        return seen
+
+    assert asyncio.run(beats()) == ["ran", "ran"]
+    [record] = [r for r in caplog.records if "flaky-timer failed" in r.getMessage()]
+    assert record.exc_info is not None and "a value nobody foresaw" in str(record.exc_info[1])
