@@ -655,14 +655,25 @@ def register_inventory(app: faust.App, settings: Settings) -> Any:
         async for batch in _steps(stream, settings, settings.agent_step_max_bytes):
             yield await isolating(batch, run, take_apart, "inventory")
 
+    gate = ScanGate(min(keep_ms.values()))
+
+    async def rescan(sender: Any, /, *args: Any, signal: Any = None, **kwargs: Any) -> None:
+        gate.reset()  # the assignment may have restored older holds
+
+    app.on_partitions_assigned.connect(rescan)
+
     @timers.every(RETIRED_HOLDS_CHECK_S, "forget-retired-holds")
     async def forget_retired() -> None:
         """Retired holds kept past OMS_RETIRED_HOLD_KEEP_H (shipped: OMS_SHIPPED_HOLD_KEEP_DAYS) are dropped."""
+        now = _now_ms()
+        if gate.skip(now):
+            return
         owned = history.owned(app, commands_name)
         async with Step(history):  # due first: murmur2 in Python is the dearer test, on every key
-            forgotten = PastHolds.forget(
-                history, history.items(), _now_ms(), keep_ms, lambda key: history.partition(key) in owned
+            forgotten, oldest = PastHolds.forget(
+                history, history.items(), now, keep_ms, lambda key: history.partition(key) in owned
             )
+        gate.scanned(now, oldest)
         if forgotten:
             log.info("forgot %d retired holds", forgotten)
 
@@ -1017,6 +1028,31 @@ class ClosedOrders:
         return settled, forgotten
 
 
+class ScanGate:
+    """When a timer's scan of every stored entry can find something due, and until then it is skipped.
+
+    The inventory's timer read all retired holds under the agent's lock every 10 minutes: in the full
+    sale, 750,000 of them at 1.1 us each on an idle core, seen as 2-5 s of p99 raw to routing at every
+    beat. Nothing retired at or after a scan is due before the scan time plus the shortest keep time, so
+    the next scan waits for the oldest entry left (or for that) to come due. ``reset`` (at the start, and
+    on every assignment, which may restore older entries) scans at the next beat.
+    """
+
+    def __init__(self, shortest_keep_ms: int) -> None:
+        self.shortest, self.scan_from = shortest_keep_ms, 0
+
+    def reset(self) -> None:
+        self.scan_from = 0
+
+    def skip(self, now_ms: int) -> bool:
+        return now_ms < self.scan_from
+
+    def scanned(self, now_ms: int, oldest_left_ms: int | None) -> None:
+        """A scan at ``now_ms`` left entries stored at ``oldest_left_ms`` and later (None: none left)."""
+        since = now_ms if oldest_left_ms is None else min(oldest_left_ms, now_ms)
+        self.scan_from = since + self.shortest
+
+
 #: How often the inventory looks for retired holds to forget.
 RETIRED_HOLDS_CHECK_S = 600.0
 
@@ -1048,19 +1084,34 @@ class PastHolds:
         now_ms: int,
         keep_ms: Mapping[inventory.HoldState | None, int],
         mine: Callable[[bytes], bool] = lambda key: True,
-    ) -> int:
-        """Delete the retired holds among ``items`` that are ``due`` and ``mine``; how many."""
-        due = [key for key, raw in items if PastHolds.due(raw, now_ms, keep_ms) and mine(key)]
+    ) -> tuple[int, int | None]:
+        """Delete the retired holds among ``items`` that are ``due`` and ``mine``: how many, and when the
+        oldest of the others was retired (None if none is left)."""
+        due, oldest = [], None
+        for key, raw in items:
+            if PastHolds.due(raw, now_ms, keep_ms) and mine(key):
+                due.append(key)
+            else:
+                retired = PastHolds.retired_at(raw)
+                oldest = retired if oldest is None or retired < oldest else oldest
         for key in due:
             table.delete(key)
-        return len(due)
+        return len(due), oldest
+
+    @staticmethod
+    def retired_at(raw: bytes) -> int:
+        """When a stored retired hold was retired: the value's last field, read from its tail."""
+        return int(raw[raw.rindex(b",") + 1 : -1])
 
     @staticmethod
     def due(raw: bytes, now_ms: int, keep_ms: Mapping[inventory.HoldState | None, int]) -> bool:
-        """Whether a stored retired hold has been kept long enough: ``keep_ms`` per state, None for the rest."""
-        fields = orjson.loads(raw)
-        state = inventory.HoldState(fields[0])
-        return bool(now_ms - fields[-1] >= keep_ms.get(state, keep_ms[None]))
+        """Whether a stored retired hold has been kept long enough: ``keep_ms`` per state, None for the rest.
+        Only a hold older than the shortest keep time is decoded for its state."""
+        retired = PastHolds.retired_at(raw)
+        if now_ms - retired < min(keep_ms.values()):
+            return False
+        state = inventory.HoldState(orjson.loads(raw)[0])
+        return bool(now_ms - retired >= keep_ms.get(state, keep_ms[None]))
 
 
 def _bytes_table(app: faust.App, name: str, settings: Settings) -> KeyedTable:

@@ -18,7 +18,7 @@ import pytest
 from faust.topics import Topic
 
 from oms.settings import Settings
-from streams.app import KeyedTable, PastHolds, Step, create_app, key_partition
+from streams.app import KeyedTable, PastHolds, ScanGate, Step, create_app, key_partition
 from streams.inventory import Hold, HoldState
 
 pytestmark = pytest.mark.usefixtures("clean_env")
@@ -381,8 +381,8 @@ def test_forgetting_retired_holds_writes_a_tombstone_for_each_due_one_only() -> 
             async with Step(history):
                 not_mine = history.partition(b"SKU-1" + PastHolds.SEP)
                 mine = lambda key: history.partition(key) != not_mine  # noqa: E731
-                assert PastHolds.forget(history, history.items(), 2_000, keep, mine) == 0  # another worker's
-                assert PastHolds.forget(history, history.items(), 2_000, keep) == 1
+                assert PastHolds.forget(history, history.items(), 2_000, keep, mine) == (0, 0)  # another worker's
+                assert PastHolds.forget(history, history.items(), 2_000, keep) == (1, 0)  # o2 kept, retired at 0
         assert PastHolds(history, b"SKU-1", 0).get("o1|L1") is None
         assert PastHolds(history, b"SKU-1", 0).get("o2|L1") is not None
         assert PastHolds(history, b"SKU-2", 0).get("o3|L1") is not None
@@ -412,3 +412,27 @@ def test_a_table_value_takes_the_memory_of_its_length_not_of_the_buffer_it_was_e
 
     _run(journal, scenario)
     assert kept[0] < 2_000 * 512, f"{kept[0] / 2_000:.0f} bytes kept per 32-byte value"
+
+
+def test_the_retired_holds_scan_waits_until_the_oldest_one_left_can_be_due() -> None:
+    gate = ScanGate(shortest_keep_ms=1_000)
+    assert not gate.skip(0)  # after a start: scan
+    gate.scanned(now_ms=5_000, oldest_left_ms=4_200)
+    assert gate.skip(5_199) and not gate.skip(5_200)  # 4,200 + 1,000
+    gate.scanned(now_ms=6_000, oldest_left_ms=None)  # nothing left: what is retired from now on
+    assert gate.skip(6_999) and not gate.skip(7_000)
+    gate.reset()  # an assignment may have restored older holds
+    assert not gate.skip(6_001)
+
+
+def test_forgetting_reports_when_the_oldest_retired_hold_left_was_retired() -> None:
+    keep = {HoldState.SHIPPED: 10_000, None: 1_000}
+    items = [
+        (b"SKU-1\x00a", orjson.dumps([*Hold("a", HoldState.SHORT, 1).fields(), 100])),  # due at 1,100
+        (b"SKU-1\x00b", orjson.dumps([*Hold("b", HoldState.SHIPPED, 1, "WH-A").fields(), 300])),  # at 10,300
+        (b"SKU-1\x00c", orjson.dumps([*Hold("c", HoldState.RELEASED, 0).fields(), 900])),  # at 1,900
+    ]
+    table = mock.Mock()
+    assert PastHolds.forget(table, items, 1_500, keep) == (1, 300)
+    assert [c.args[0] for c in table.delete.call_args_list] == [b"SKU-1\x00a"]
+    assert PastHolds.retired_at(items[2][1]) == 900
