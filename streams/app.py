@@ -669,7 +669,7 @@ def register_inventory(app: faust.App, settings: Settings) -> Any:
         if gate.skip(now):
             return
         owned = history.owned(app, commands_name)
-        async with Step(history):  # due first: murmur2 in Python is the dearer test, on every key
+        async with Step(history):  # due first: it reads each value's tail, ownership hashes its key
             forgotten, oldest = PastHolds.forget(
                 history, history.items(), now, keep_ms, lambda key: history.partition(key) in owned
             )
@@ -1087,13 +1087,14 @@ class PastHolds:
     ) -> tuple[int, int | None]:
         """Delete the retired holds among ``items`` that are ``due`` and ``mine``: how many, and when the
         oldest of the others was retired (None if none is left)."""
+        shortest = min(keep_ms.values())
         due, oldest = [], None
         for key, raw in items:
-            if PastHolds.due(raw, now_ms, keep_ms) and mine(key):
+            retired = PastHolds.retired_at(raw)
+            if PastHolds._due(raw, retired, now_ms, keep_ms, shortest) and mine(key):
                 due.append(key)
-            else:
-                retired = PastHolds.retired_at(raw)
-                oldest = retired if oldest is None or retired < oldest else oldest
+            elif oldest is None or retired < oldest:
+                oldest = retired
         for key in due:
             table.delete(key)
         return len(due), oldest
@@ -1105,10 +1106,16 @@ class PastHolds:
 
     @staticmethod
     def due(raw: bytes, now_ms: int, keep_ms: Mapping[inventory.HoldState | None, int]) -> bool:
-        """Whether a stored retired hold has been kept long enough: ``keep_ms`` per state, None for the rest.
-        Only a hold older than the shortest keep time is decoded for its state."""
-        retired = PastHolds.retired_at(raw)
-        if now_ms - retired < min(keep_ms.values()):
+        """Whether a stored retired hold has been kept long enough: ``keep_ms`` per state, None for the rest."""
+        return PastHolds._due(raw, PastHolds.retired_at(raw), now_ms, keep_ms, min(keep_ms.values()))
+
+    @staticmethod
+    def _due(
+        raw: bytes, retired: int, now_ms: int, keep_ms: Mapping[inventory.HoldState | None, int], shortest: int
+    ) -> bool:
+        """``due``, with the retire time and the shortest keep time known: only a hold older than that is
+        decoded for its state."""
+        if now_ms - retired < shortest:
             return False
         state = inventory.HoldState(orjson.loads(raw)[0])
         return bool(now_ms - retired >= keep_ms.get(state, keep_ms[None]))
