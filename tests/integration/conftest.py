@@ -80,6 +80,27 @@ def unique(prefix: str) -> str:
     return f"{prefix}{uuid.uuid4().hex[:10].upper()}"
 
 
+def committed_to_end(settings: Settings, topic: str, timeout: float) -> bool:
+    """Whether the worker's consumer group commits every record now on ``topic`` before the deadline."""
+    import time
+
+    from streams.app import group_id
+
+    group = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": group_id(settings)})
+    try:
+        parts = [TopicPartition(topic, p) for p in group.list_topics(topic, timeout=10).topics[topic].partitions]
+        ends = [group.get_watermark_offsets(tp, timeout=10)[1] for tp in parts]
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            committed = [tp.offset for tp in group.committed(parts, timeout=10)]
+            if all(end == 0 or done >= end for done, end in zip(committed, ends, strict=True)):
+                return True
+            time.sleep(0.2)  # how often the condition is polled, not a synchronisation
+        return False
+    finally:
+        group.close()
+
+
 def read_topic(
     settings: Settings, topic: str | list[str], done: Callable[[list[Any]], bool], timeout: float = 60.0
 ) -> list[Any]:

@@ -22,11 +22,11 @@ from infra.topics import ensure_topics
 from oms.runtime import spawn_worker
 from oms.settings import Settings
 from schemas.order import OrderEvent, order_key
-from schemas.topics import ALLOCATIONS, ORDERS, STOCK_COMMANDS
+from schemas.topics import ALLOCATIONS, ORDER_CHANGES, ORDERS, STOCK_COMMANDS
 from streams.allocation import Allocation
 from streams.app import create_app
 from streams.stock_records import decode_allocation, decode_commands
-from tests.integration.conftest import read_topic, shopee_order, unique
+from tests.integration.conftest import committed_to_end, read_topic, shopee_order, unique
 
 pytestmark = pytest.mark.integration
 
@@ -91,16 +91,22 @@ def test_a_settled_order_is_restored_after_kill_9_and_its_re_sent_states_move_no
                 1 for m in before if m.topic() == topics[0] and m.key() == key.encode()
             )
 
-        after = read_topic(settings, topics, published_again, 90)
-        assert published_again(after), worker.log_tail()
+        published = read_topic(settings, topics[0], published_again, 90)
+        assert published_again(published), worker.log_tail()
+        # the state is published as the orders agent handles its change: wait for the whole step's commit
+        assert committed_to_end(settings, ORDER_CHANGES.full_name(settings.topic_prefix), 60), worker.log_tail()
+        after = read_topic(settings, topics, lambda ms: False, 3)
     finally:
         worker.stop()
     states = [OrderEvent.decode(m.value()) for m in after if m.topic() == topics[0] and m.key() == key.encode()]
     assert states[-1].event_time_ms > states[-2].event_time_ms  # the re-sent one, published
-    commands = [c for m in after if m.topic() == topics[1] for c in decode_commands(m.value()) if c.order_key == key]
-    commands_before = [
-        c for m in before if m.topic() == topics[1] for c in decode_commands(m.value()) if c.order_key == key
-    ]
-    assert commands == commands_before, "a settled order moves no stock"
+
+    def commands_in(messages: list[Any]) -> list[str]:
+        # stock commands are keyed by SKU: two SKUs' commands sit on two partitions, read in either order
+        found = (c for m in messages if m.topic() == topics[1] for c in decode_commands(m.value()))
+        return sorted(repr(c) for c in found if c.order_key == key)
+
+    assert commands_in(before), "the order's stock commands before the restart"
+    assert commands_in(after) == commands_in(before), "a settled order moves no stock"
     mine = [m for m in after if m.topic() == topics[2] and m.key() == key.encode()]
     assert [decode_allocation(m.value())["outcome"] for m in mine] == ["allocated"]
