@@ -134,7 +134,11 @@ class Settings(BaseSettings):
         "changes of the order are still published to orders.v1 but move no stock.",
     )
     closed_order_check_s: float = Field(
-        default=600.0, gt=0, le=86400, description="How often closed orders are looked for to settle or forget."
+        default=60.0,
+        gt=0,
+        le=86400,
+        description="The beat of the timer that settles and forgets closed orders: it scans the allocations "
+        "only once one can be due, then settles or forgets at most 5,000 orders a beat.",
     )
     order_forget_days: float = Field(
         default=90.0,

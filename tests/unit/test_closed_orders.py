@@ -17,7 +17,7 @@ import pytest
 from oms.settings import Settings
 from schemas.order import OrderEvent, OrderStatus
 from streams.allocation import Allocation, Outcome, ShortPolicy, Verb
-from streams.app import ClosedOrders, KeyedTable, Step, create_app
+from streams.app import ClosedOrders, KeyedTable, ScanGate, Step, create_app
 from streams.inventory import Decision, HoldState
 from streams.stock_records import decode_commands, encode_decision
 from tests.unit.fakes import Producer, run_agent
@@ -102,10 +102,11 @@ def test_closed_orders_are_settled_after_the_keep_time_and_forgotten_after_the_f
         pending.table.data[b"old"] = b"456"
         with mock.patch("streams.app.send_record", side_effect=journal.send):
             async with Step(state, pending, upstream=(allocations, deadlines)):
-                counts = ClosedOrders(allocations, deadlines, (state, pending)).settle(
-                    allocations.items(), now, 7 * DAY, 90 * DAY
-                )
-        assert counts == (1, 2)
+                orders = ClosedOrders(allocations, deadlines, (state, pending), 7 * DAY, 90 * DAY)
+                next_due = orders.scan(allocations.entries(), now)
+                counts = orders.settle(now, most=10)
+        assert next_due == now + DAY  # "recent" settles in a day: closed 6 days ago, kept 7
+        assert counts == (1, 2, now + 82 * DAY)  # "due" is forgotten 90 days after it closed
         assert allocations.get(b"due") == Allocation.settled(now - 8 * DAY)
         assert deadlines.get(b"due") is None
         assert state.get(b"due") == b"lifecycle of due"  # its later changes are still published
@@ -149,3 +150,48 @@ def test_a_settled_order_still_publishes_its_changes_and_moves_no_stock() -> Non
     commands = [c for s in sent if s.topic == "stock-commands.v1" for c in decode_commands(s.value)]
     assert [c.verb for c in commands] == [Verb.RESERVE, Verb.PAY]  # all from the first change, none after
     assert not [s.topic for s in sent if s.topic in ("allocations.v1", "routing.v1", "dead-letters.v1")]
+
+
+def test_the_scan_reads_values_only_and_a_beat_settles_a_slice_of_its_own_orders_as_stored_then() -> None:
+    now = 100 * DAY
+
+    def closed(key: str, at: int) -> bytes:
+        return Allocation(key, lines={f"{key}|1": ("A", 1)}, outcome=Outcome.REJECTED, closed_ms=at).to_bytes()
+
+    stored = {
+        b"open": Allocation("open", lines={"open|1": ("A", 1)}).to_bytes(),
+        b"due-1": closed("due-1", now - 9 * DAY),
+        b"due-2": closed("due-2", now - 8 * DAY),
+        b"due-3": closed("due-3", now - 8 * DAY),
+        b"theirs": closed("theirs", now - 8 * DAY),  # a standby copy: its owner settles it
+        b"later": closed("later", now - 5 * DAY),  # due in 2 days
+        b"settled": Allocation.settled(now - 89 * DAY),  # forgotten in 1 day
+    }
+    asked: list[bytes] = []
+
+    def mine(key: bytes) -> bool:
+        asked.append(key)
+        return key != b"theirs"
+
+    allocations, deadlines, lifecycle = mock.Mock(), mock.Mock(), mock.Mock()
+    allocations.get.side_effect = stored.get
+    orders = ClosedOrders(allocations, deadlines, (lifecycle,), 7 * DAY, 90 * DAY, mine)
+    assert orders.scan(stored.items(), now) == now + DAY  # the marker of 89 days, before "later"
+    assert asked == [], "the scan reads values only"
+    assert list(orders.queue) == [b"due-1", b"due-2", b"due-3", b"theirs"]
+
+    assert orders.settle(now, most=1) == (1, 0, now + 81 * DAY)
+    assert asked == [b"due-1"], "a key is hashed as its order is settled"
+    stored[b"due-2"] = Allocation("due-2", lines={"due-2|1": ("A", 1)}).to_bytes()  # asked its fate: open
+    assert orders.settle(now, most=5) == (1, 0, now + 82 * DAY), "due-2 opened again, due-3 settled, not theirs"
+    assert [c.args[0] for c in allocations.set.call_args_list] == [b"due-1", b"due-3"]
+    assert not orders.queue and orders.settle(now, most=5) == (0, 0, None)
+    assert orders.scan([(b"open", stored[b"open"])], now) is None and not orders.queue
+
+
+def test_the_closed_orders_gate_opens_when_a_settled_marker_comes_due() -> None:
+    gate = ScanGate(shortest_keep_ms=7 * DAY)
+    gate.scanned(now_ms=0, next_due_ms=None)
+    assert gate.skip(7 * DAY - 1)
+    gate.due(3 * DAY)  # a marker settled at this beat is forgotten in 3 days
+    assert gate.skip(3 * DAY - 1) and not gate.skip(3 * DAY)

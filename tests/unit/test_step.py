@@ -417,9 +417,11 @@ def test_a_table_value_takes_the_memory_of_its_length_not_of_the_buffer_it_was_e
 def test_the_retired_holds_scan_waits_until_the_oldest_one_left_can_be_due() -> None:
     gate = ScanGate(shortest_keep_ms=1_000)
     assert not gate.skip(0)  # after a start: scan
-    gate.scanned(now_ms=5_000, oldest_left_ms=4_200)
-    assert gate.skip(5_199) and not gate.skip(5_200)  # 4,200 + 1,000
-    gate.scanned(now_ms=6_000, oldest_left_ms=None)  # nothing left: what is retired from now on
+    gate.scanned(now_ms=5_000, next_due_ms=5_200)  # retired at 4,200, kept 1,000
+    assert gate.skip(5_199) and not gate.skip(5_200)
+    gate.scanned(now_ms=5_000, next_due_ms=9_000)  # what is retired from now on is due before that
+    assert gate.skip(5_999) and not gate.skip(6_000)
+    gate.scanned(now_ms=6_000, next_due_ms=None)  # nothing left: what is retired from now on
     assert gate.skip(6_999) and not gate.skip(7_000)
     gate.reset()  # an assignment may have restored older holds
     assert not gate.skip(6_001)
