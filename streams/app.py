@@ -432,6 +432,10 @@ def register_orders(app: faust.App, settings: Settings, rules: RulesHolder) -> A
 TimerStep = Callable[[], Awaitable[None]]
 
 
+#: A timer step that holds its agent's lock this long or longer is logged with how long.
+SLOW_TIMER_S = 0.2
+
+
 class TableTimers:
     """The timers of an agent that act on its tables (``every``): not while a rebalance (and the restore
     that follows it) is under way, and a rebalance waits for a timer's step in flight to end before the
@@ -450,8 +454,8 @@ class TableTimers:
     worker, and every agent with it, for a fault in one periodic task.
     """
 
-    def __init__(self, app: faust.App, lock: asyncio.Lock) -> None:
-        self.app, self.lock = app, lock
+    def __init__(self, app: faust.App, lock: asyncio.Lock, clock: Callable[[], float] = time.monotonic) -> None:
+        self.app, self.lock, self.clock = app, lock, clock
         app.on_partitions_revoked.connect(self._on_revoked)
 
     async def _on_revoked(self, sender: Any, /, *args: Any, signal: Any, **kwargs: Any) -> None:
@@ -466,6 +470,7 @@ class TableTimers:
                 async with self.lock:
                     if self.app.rebalancing:
                         return  # it skips a beat
+                    started = self.clock()
                     try:
                         await step()
                     except Exception:  # its Step put the tables back: log it and try again next beat
@@ -474,6 +479,9 @@ class TableTimers:
                             "repeats, the traceback names the cause: fix it and restart the worker",
                             name, seconds,
                         )  # fmt: skip
+                    held = self.clock() - started
+                    if held >= SLOW_TIMER_S:  # the agent's records waited that long: a latency spike's cause
+                        log.info("timer %s held the agent for %.0f ms", name, held * 1000)
 
             guarded.__name__ = guarded.__qualname__ = name
             self.app.timer(seconds, name=name)(guarded)

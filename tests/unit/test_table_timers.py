@@ -82,3 +82,23 @@ def test_a_timer_that_raises_is_logged_and_runs_again_at_its_next_beat(caplog: p
     assert asyncio.run(beats()) == ["ran", "ran"]
     [record] = [r for r in caplog.records if "flaky-timer failed" in r.getMessage()]
     assert record.exc_info is not None and "a value nobody foresaw" in str(record.exc_info[1])
+
+
+def test_a_timer_step_that_holds_the_agent_long_is_logged_with_how_long(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("INFO", logger="streams.app")
+
+    async def beats() -> None:
+        app = create_app(Settings())
+        clock = iter([100.0, 100.05, 200.0, 200.75])  # two beats: 50 ms, then 750 ms
+        timers = TableTimers(app, asyncio.Lock(), clock=lambda: next(clock))
+
+        @timers.every(60.0, "scan-timer")
+        async def step() -> None:
+            pass
+
+        await step()
+        await step()
+
+    asyncio.run(beats())
+    held = [r.getMessage() for r in caplog.records if "scan-timer held" in r.getMessage()]
+    assert held == ["timer scan-timer held the agent for 750 ms"]
