@@ -412,7 +412,12 @@ def register_orders(app: faust.App, settings: Settings, rules: RulesHolder) -> A
         if not closed.queue:
             if closed_gate.skip(now):
                 return
-            closed_gate.scanned(now, closed.scan(table.entries(), now))
+            next_due = closed.scan(table.entries(), now)
+            closed_gate.scanned(now, next_due)
+            log.info(
+                "closed orders: scanned %d allocations, %d due; next scan in %.0f s at the latest",
+                len(table.table.data), len(closed.queue), (closed_gate.scan_from - now) / 1000,
+            )  # fmt: skip
         # forgetting: the lifecycle state goes first, so a crash between leaves the settled allocation,
         # which keeps a re-delivered order from reserving stock again
         async with Step(*lifecycle_tables, upstream=tables):
