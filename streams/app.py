@@ -394,13 +394,8 @@ def register_orders(app: faust.App, settings: Settings, rules: RulesHolder) -> A
     closed = ClosedOrders(
         table, deadlines, lifecycle_tables, keep_ms, forget_ms, lambda key: table.partition(key) in owned_changes
     )
-    closed_gate = ScanGate(keep_ms)
-
-    async def rescan_closed(sender: Any, /, *args: Any, signal: Any = None, **kwargs: Any) -> None:
-        closed.queue.clear()  # its keys may be another worker's now
-        closed_gate.reset()  # and the assignment may have restored orders closed long ago
-
-    app.on_partitions_assigned.connect(rescan_closed)
+    # an assignment may restore orders closed long ago, and the queued keys may be another worker's now
+    closed_gate = ScanGate(keep_ms).reset_on_assignment(app, also=closed.queue.clear)
 
     @timers.every(settings.closed_order_check_s, "settle-closed-orders")
     async def settle_closed() -> None:
@@ -408,7 +403,6 @@ def register_orders(app: faust.App, settings: Settings, rules: RulesHolder) -> A
         after OMS_ORDER_FORGET_DAYS; at most CLOSED_ORDERS_PER_BEAT a beat."""
         nonlocal owned_changes
         now = _now_ms()
-        owned_changes = table.owned(app, changes_name)
         if not closed.queue:
             if closed_gate.skip(now):
                 return
@@ -418,6 +412,7 @@ def register_orders(app: faust.App, settings: Settings, rules: RulesHolder) -> A
                 "closed orders: scanned %d allocations, %d due; next scan in %.0f s at the latest",
                 len(table.table.data), len(closed.queue), (closed_gate.scan_from - now) / 1000,
             )  # fmt: skip
+        owned_changes = table.owned(app, changes_name)
         # forgetting: the lifecycle state goes first, so a crash between leaves the settled allocation,
         # which keeps a re-delivered order from reserving stock again
         async with Step(*lifecycle_tables, upstream=tables):
@@ -691,12 +686,7 @@ def register_inventory(app: faust.App, settings: Settings) -> Any:
         async for batch in _steps(stream, settings, settings.agent_step_max_bytes):
             yield await isolating(batch, run, take_apart, "inventory")
 
-    gate = ScanGate(min(keep_ms.values()))
-
-    async def rescan(sender: Any, /, *args: Any, signal: Any = None, **kwargs: Any) -> None:
-        gate.reset()  # the assignment may have restored older holds
-
-    app.on_partitions_assigned.connect(rescan)
+    gate = ScanGate(min(keep_ms.values())).reset_on_assignment(app)  # it may restore older holds
 
     @timers.every(RETIRED_HOLDS_CHECK_S, "forget-retired-holds")
     async def forget_retired() -> None:
@@ -1126,6 +1116,16 @@ class ScanGate:
 
     def reset(self) -> None:
         self.scan_from = 0
+
+    def reset_on_assignment(self, app: faust.App, also: Callable[[], None] = lambda: None) -> ScanGate:
+        """``reset`` (and ``also``) whenever ``app`` is assigned partitions; returns the gate."""
+
+        async def on_assigned(sender: Any, /, *args: Any, signal: Any = None, **kwargs: Any) -> None:
+            also()
+            self.reset()
+
+        app.on_partitions_assigned.connect(on_assigned)
+        return self
 
     def skip(self, now_ms: int) -> bool:
         return now_ms < self.scan_from

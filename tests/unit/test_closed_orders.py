@@ -195,3 +195,16 @@ def test_the_closed_orders_gate_opens_when_a_settled_marker_comes_due() -> None:
     assert gate.skip(7 * DAY - 1)
     gate.due(3 * DAY)  # a marker settled at this beat is forgotten in 3 days
     assert gate.skip(3 * DAY - 1) and not gate.skip(3 * DAY)
+
+
+def test_an_assignment_resets_the_gate_and_clears_what_was_queued() -> None:
+    async def assigned() -> tuple[bool, list[bytes]]:
+        app = create_app(Settings(topic_prefix="unit-gate."))
+        queue = [b"another worker's order, perhaps"]
+        gate = ScanGate(shortest_keep_ms=7 * DAY).reset_on_assignment(app, also=queue.clear)
+        gate.scanned(now_ms=0, next_due_ms=None)
+        assert gate.skip(DAY)
+        await app.on_partitions_assigned.send(set())
+        return gate.skip(DAY), queue
+
+    assert asyncio.run(assigned()) == (False, [])
