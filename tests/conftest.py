@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -49,4 +50,18 @@ def run_settings(services: Settings, tmp_path_factory: pytest.TempPathFactory) -
         partitions=4,
         consumer_session_timeout_s=6.0,
         sink_flush_seconds=0.3,
+    )
+
+
+def own_settings(services: Settings, data_dir: Path, tag: str, **overrides: Any) -> Settings:
+    """Settings for a test's own worker: its data directory, its own topics (``tag`` and a random
+    suffix), the session's broker and Redis, and a 6 s consumer session so that the partitions of a
+    killed worker move soon; ``overrides`` are the test's own settings."""
+    return Settings(
+        data_dir=data_dir,
+        kafka_bootstrap=services.kafka_bootstrap,
+        redis_url=services.redis_url,
+        topic_prefix=f"{tag}{uuid.uuid4().hex[:8]}.",
+        consumer_session_timeout_s=6.0,
+        **overrides,
     )

@@ -80,23 +80,32 @@ def unique(prefix: str) -> str:
     return f"{prefix}{uuid.uuid4().hex[:10].upper()}"
 
 
-def committed_to_end(settings: Settings, topic: str, timeout: float) -> bool:
-    """Whether the worker's consumer group commits every record now on ``topic`` before the deadline."""
+def wait_until(condition: Callable[[], bool], timeout: float, every: float = 0.2) -> bool:
+    """Whether ``condition()`` holds before the deadline, asked every ``every`` seconds."""
     import time
 
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(every)  # the polling interval of a condition with a deadline
+    return True
+
+
+def committed_to_end(settings: Settings, topic: str, timeout: float) -> bool:
+    """Whether the worker's consumer group commits every record now on ``topic`` before the deadline."""
     from streams.app import group_id
 
     group = Consumer({"bootstrap.servers": settings.kafka_bootstrap, "group.id": group_id(settings)})
     try:
         parts = [TopicPartition(topic, p) for p in group.list_topics(topic, timeout=10).topics[topic].partitions]
         ends = [group.get_watermark_offsets(tp, timeout=10)[1] for tp in parts]
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+
+        def done() -> bool:
             committed = [tp.offset for tp in group.committed(parts, timeout=10)]
-            if all(end == 0 or done >= end for done, end in zip(committed, ends, strict=True)):
-                return True
-            time.sleep(0.2)  # how often the condition is polled, not a synchronisation
-        return False
+            return all(end == 0 or at >= end for at, end in zip(committed, ends, strict=True))
+
+        return wait_until(done, timeout)
     finally:
         group.close()
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from oms.settings import Settings
 from schemas.order import order_key
 from schemas.topics import ALLOCATIONS
 from streams.stock_records import decode_allocation
+from tests.conftest import own_settings
 from tests.integration.conftest import read_topic, unique
 
 pytestmark = pytest.mark.integration
@@ -28,12 +28,10 @@ BUNDLES = Path(__file__).parents[2] / "connectors" / "samples" / "bundles.toml"
 
 @pytest.fixture()
 def bundle_worker(services: Settings, tmp_path: Path) -> Iterator[tuple[Settings, ManagedProcess]]:
-    settings = Settings(
-        data_dir=tmp_path / "oms",
-        kafka_bootstrap=services.kafka_bootstrap,
-        redis_url=services.redis_url,
-        topic_prefix=f"bu{uuid.uuid4().hex[:8]}.",
-        consumer_session_timeout_s=6.0,
+    settings = own_settings(
+        services,
+        tmp_path / "oms",
+        "bu",
         bundles_file=str(BUNDLES),
     )
     ensure_topics(settings)

@@ -10,7 +10,6 @@ restored marker keeps the orders agent from acting on it: no stock command, no a
 from __future__ import annotations
 
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +25,7 @@ from schemas.topics import ALLOCATIONS, ORDER_CHANGES, ORDERS, STOCK_COMMANDS
 from streams.allocation import Allocation
 from streams.app import create_app
 from streams.stock_records import decode_allocation, decode_commands
+from tests.conftest import own_settings
 from tests.integration.conftest import committed_to_end, read_topic, shopee_order, unique
 
 pytestmark = pytest.mark.integration
@@ -34,12 +34,10 @@ pytestmark = pytest.mark.integration
 def test_a_settled_order_is_restored_after_kill_9_and_its_re_sent_states_move_no_stock(
     services: Settings, tmp_path: Path
 ) -> None:
-    settings = Settings(
-        data_dir=tmp_path / "oms",
-        kafka_bootstrap=services.kafka_bootstrap,
-        redis_url=services.redis_url,
-        topic_prefix=f"co{uuid.uuid4().hex[:8]}.",
-        consumer_session_timeout_s=6.0,
+    settings = own_settings(
+        services,
+        tmp_path / "oms",
+        "co",
         closed_order_keep_days=1 / 86_400,  # one second
         closed_order_check_s=0.5,
     )

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import time
-import uuid
 from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,6 +28,7 @@ from oms.settings import Settings
 from schemas.order import OrderEvent, OrderStatus, order_key
 from schemas.topics import ALLOCATIONS, INVENTORY, ORDERS
 from streams.stock_records import HELD_STATES, decode_allocation
+from tests.conftest import own_settings
 from tests.integration.conftest import read_topic
 
 pytestmark = pytest.mark.integration
@@ -53,12 +53,10 @@ CHANNELS = ["shopee", "lazada", "tiktok", "shopify", "pos"]
 def sale(
     services: Settings, tmp_path: Path, request: pytest.FixtureRequest
 ) -> Iterator[tuple[Settings, list[ManagedProcess]]]:
-    settings = Settings(
-        data_dir=tmp_path / "oms",
-        kafka_bootstrap=services.kafka_bootstrap,
-        redis_url=services.redis_url,
-        topic_prefix=f"fs{uuid.uuid4().hex[:8]}.",
-        consumer_session_timeout_s=6.0,
+    settings = own_settings(
+        services,
+        tmp_path / "oms",
+        "fs",
         # A stalled worker restarts itself well within the test's deadlines. Not lower: after a kill the
         # worker works through a backlog, and at 20 s a busy CI machine took that slowness for a stall,
         # and each restart (tables restored, group rejoined) set it further back, again and again.

@@ -15,6 +15,7 @@ from infra.topics import ensure_topics
 from oms.runtime import free_port, settings_env
 from oms.settings import Settings
 from schemas.topics import ALL, DEAD_LETTERS
+from tests.conftest import own_settings
 
 pytestmark = pytest.mark.integration
 
@@ -100,14 +101,11 @@ def test_the_readme_demo_command_runs_end_to_end_and_exits_zero(
     services: Settings, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     """`oms demo` as a user runs it (on its own topics and embedded ClickHouse, the shared services)."""
-    import uuid
 
-    settings = Settings(
-        data_dir=tmp_path_factory.mktemp("demo"),
-        kafka_bootstrap=services.kafka_bootstrap,
-        redis_url=services.redis_url,
-        topic_prefix=f"demo{uuid.uuid4().hex[:6]}.",
-        consumer_session_timeout_s=6.0,
+    settings = own_settings(
+        services,
+        tmp_path_factory.mktemp("demo"),
+        "demo",
     )
     result = _oms(settings_env(settings), "demo", "--events", "150", "--timeout", "120", timeout=300)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]

@@ -3,7 +3,6 @@ nothing lost across a worker restart, waiting pushes dead-lettered after the wai
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,6 +16,7 @@ from oms.runtime import spawn_worker
 from oms.settings import Settings
 from schemas.order import DeadLetter, OrderEvent, OrderStatus, order_key
 from schemas.topics import DEAD_LETTERS, ORDERS
+from tests.conftest import own_settings
 from tests.integration.conftest import read_topic, shopee_order, unique
 
 pytestmark = pytest.mark.integration
@@ -61,12 +61,10 @@ def own_worker(
     services: Settings, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[Settings, list[ManagedProcess]]]:
     """A worker on its own topics, with a short wait for early pushes; the test may kill it."""
-    settings = Settings(
-        data_dir=tmp_path_factory.mktemp("own-worker"),
-        kafka_bootstrap=services.kafka_bootstrap,
-        redis_url=services.redis_url,
-        topic_prefix=f"w{uuid.uuid4().hex[:8]}.",
-        consumer_session_timeout_s=6.0,
+    settings = own_settings(
+        services,
+        tmp_path_factory.mktemp("own-worker"),
+        "w",
         pending_update_wait_s=2.0,
         pending_check_s=0.3,
     )

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import shutil
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,8 @@ from schemas.order import DeadLetter, order_key
 from schemas.topics import DEAD_LETTERS, HOLD_ACTIONS, INVENTORY, ROUTING
 from streams import routing, routing_records
 from streams.routing_rules import load_rules, sample_rules_path
-from tests.integration.conftest import read_topic, shopee_order, unique
+from tests.conftest import own_settings
+from tests.integration.conftest import read_topic, shopee_order, unique, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -34,12 +34,10 @@ pytestmark = pytest.mark.integration
 def routing_worker(services: Settings, tmp_path: Path) -> Iterator[tuple[Settings, ManagedProcess]]:
     rules = tmp_path / "routing.toml"
     shutil.copy(sample_rules_path(), rules)
-    settings = Settings(
-        data_dir=tmp_path / "oms",
-        kafka_bootstrap=services.kafka_bootstrap,
-        redis_url=services.redis_url,
-        topic_prefix=f"rt{uuid.uuid4().hex[:8]}.",
-        consumer_session_timeout_s=6.0,
+    settings = own_settings(
+        services,
+        tmp_path / "oms",
+        "rt",
         routing_rules=str(rules),
         routing_reload_s=0.5,
     )
@@ -177,8 +175,7 @@ def test_a_bad_rules_edit_is_refused_while_running_and_a_good_one_is_used(
     assert decide() == first.label  # the worker is up and routing
     path.write_text(path.read_text().replace("capacity_per_hour = 20", "capacity_per_hour = -1"))
     deadline = time.monotonic() + 30
-    while "refused" not in worker.log_tail() and time.monotonic() < deadline:
-        time.sleep(0.2)  # polling the worker's log for the refusal, bounded by the deadline
+    wait_until(lambda: "refused" in worker.log_tail(), 30)
     assert "node[2].capacity_per_hour" in worker.log_tail(), "the refusal names the field"
     assert decide() == first.label, "a bad edit is refused: the rules in force stay"
 

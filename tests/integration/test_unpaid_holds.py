@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-import uuid
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +20,7 @@ from schemas.codec import codec
 from schemas.order import order_key
 from schemas.topics import ALLOCATIONS, INVENTORY
 from streams.stock_records import decode_allocation
+from tests.conftest import own_settings
 from tests.integration.conftest import read_topic, shopee_order, unique
 
 pytestmark = pytest.mark.integration
@@ -30,12 +30,10 @@ HOLD_S = 3
 
 @pytest.fixture()
 def unpaid_worker(services: Settings, tmp_path: Path) -> Iterator[tuple[Settings, ManagedProcess]]:
-    settings = Settings(
-        data_dir=tmp_path / "oms",
-        kafka_bootstrap=services.kafka_bootstrap,
-        redis_url=services.redis_url,
-        topic_prefix=f"uh{uuid.uuid4().hex[:8]}.",
-        consumer_session_timeout_s=6.0,
+    settings = own_settings(
+        services,
+        tmp_path / "oms",
+        "uh",
         unpaid_hold_s=f"*=3600,shopee={HOLD_S}",
         hold_check_s=0.5,
     )

@@ -88,3 +88,12 @@ def run_agent(name: str, scenario: Callable[[Any, Any], Awaitable[None]], settin
 
     asyncio.run(main())
     return producer.sent
+
+
+async def until(condition: Callable[[], bool], turns: int = 1_000) -> None:
+    """Let the other tasks run until ``condition()`` holds, for at most ``turns`` turns of the loop."""
+    for _ in range(turns):
+        if condition():
+            return
+        await asyncio.sleep(0)  # one turn of the event loop, no time
+    raise AssertionError(f"the condition did not hold within {turns} turns of the event loop")

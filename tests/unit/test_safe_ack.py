@@ -17,6 +17,7 @@ from faust.types.tuples import ConsumerMessage
 from oms.settings import Settings
 from streams.app import create_app
 from streams.safe_ack import SafeAckConsumer
+from tests.unit.fakes import until
 
 TOPIC = "raw.orders.shopee"
 PART = TP(TOPIC, 0)
@@ -87,7 +88,7 @@ def test_nothing_is_committed_over_a_hole_and_the_hole_is_read_again(consumer: S
             consumer.ack(_message(offset))
         assert consumer._new_offset(PART) is None
         assert consumer._new_offset(PART) is None, "still missing at the next commit"
-        await asyncio.sleep(0)  # let the seek task run
+        await until(lambda: bool(consumer._thread.sought))  # the seek task has run
         assert consumer._thread.sought == [{PART: 100}], "one seek back, not one per commit"
         consumer.ack(_message(100))  # the re-read copy
         assert consumer._new_offset(PART) == 103

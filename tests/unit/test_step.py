@@ -20,6 +20,7 @@ from faust.topics import Topic
 from oms.settings import Settings
 from streams.app import KeyedTable, PastHolds, ScanGate, Step, create_app, key_partition
 from streams.inventory import Hold, HoldState
+from tests.unit.fakes import until
 
 pytestmark = pytest.mark.usefixtures("clean_env")
 
@@ -269,8 +270,7 @@ def test_a_failed_or_cancelled_step_leaves_its_records_uncommitted_and_a_good_on
                 await asyncio.Event().wait()  # a worker stopping mid-step
 
         task = asyncio.create_task(stuck())
-        for _ in range(5):
-            await asyncio.sleep(0)
+        await until(lambda: table.get(b"sku-1") == b"2")  # mid-step
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
